@@ -1,0 +1,3 @@
+module github.com/weft-dev/weft
+
+go 1.26
