@@ -1,0 +1,15 @@
+// Package schema owns weft's CUE schema (the #Mesh definition, embedded from
+// cue/weft.cue and imported by mesh repositories as "weft.dev/weft") and the
+// loader that turns a mesh repository into a validated mesh.Model.
+//
+// Loading is one ordered pipeline: find the module root, pick the
+// environment directory, build the CUE instance with the embedded schema
+// overlaid at cue.mod/pkg/weft.dev/weft, validate it concrete and final,
+// decode it, resolve mesh defaults into each service, and check the cross
+// references CUE cannot express (route versions, calls, split weights,
+// authz callers, mirror targets). Every failure is an *Error carrying the
+// file:line:column, the field path, what is wrong and how to fix it, and
+// all failures of a stage are reported together.
+//
+// It must not import any other weft package but schema/mesh.
+package schema

@@ -1,0 +1,242 @@
+package schema
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	cueerrors "cuelang.org/go/cue/errors"
+	"cuelang.org/go/cue/token"
+
+	"github.com/weft-dev/weft/schema/mesh"
+)
+
+// Error is one problem in a mesh definition.
+type Error struct {
+	// Pos is where the problem was written; Also lists other positions
+	// involved (the other side of a conflict, the schema constraint).
+	Pos  mesh.Pos
+	Also []mesh.Pos
+	// Path is the CUE field path ("mesh.services.orders.routes[0].to").
+	Path string
+	// Msg says what is wrong, Fix what would make it right.
+	Msg string
+	Fix string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Pos.String())
+	b.WriteString(": ")
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	for _, p := range e.Also {
+		fmt.Fprintf(&b, "\n\tsee also: %s", p)
+	}
+	if e.Fix != "" {
+		fmt.Fprintf(&b, "\n\tfix: %s", e.Fix)
+	}
+	return b.String()
+}
+
+// Errors is every problem found in one load, sorted by position.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// WithBase returns the errors with their file names joined to base, so that
+// a CLI can print paths relative to the user's working directory.
+func (es Errors) WithBase(base string) Errors {
+	out := make(Errors, len(es))
+	for i, e := range es {
+		c := *e
+		c.Pos = rebase(base, c.Pos)
+		c.Also = make([]mesh.Pos, len(e.Also))
+		for j, p := range e.Also {
+			c.Also[j] = rebase(base, p)
+		}
+		out[i] = &c
+	}
+	return out
+}
+
+func rebase(base string, p mesh.Pos) mesh.Pos {
+	if p.IsValid() && !filepath.IsAbs(p.File) {
+		p.File = filepath.Join(base, p.File)
+	}
+	return p
+}
+
+func (es Errors) sorted() Errors {
+	sort.SliceStable(es, func(i, j int) bool {
+		a, b := es[i].Pos, es[j].Pos
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		if a.Column != b.Column {
+			return a.Column < b.Column
+		}
+		return es[i].Msg < es[j].Msg
+	})
+	return es
+}
+
+// fromCUE converts CUE's errors into weft errors with positions relative to
+// root, user positions first and fix hints for the common mistakes.
+func fromCUE(err error, root string) Errors {
+	var out Errors
+	seen := map[string]bool{}
+	for _, ce := range cueerrors.Errors(err) {
+		format, args := ce.Msg()
+		msg := fmt.Sprintf(format, args...)
+		path := cuePath(ce.Path())
+		if isDisjunctionSummary(msg) {
+			continue // its parts are reported on their own
+		}
+		var user, schema []mesh.Pos
+		for _, tp := range cueerrors.Positions(ce) {
+			p := relPos(tp, root)
+			if !p.IsValid() {
+				continue
+			}
+			if inSchema(p) {
+				schema = append(schema, p)
+			} else {
+				user = append(user, p)
+			}
+		}
+		e := &Error{Path: path, Msg: msg}
+		all := append(user, schema...)
+		if len(all) > 0 {
+			e.Pos, e.Also = all[0], all[1:]
+		}
+		e.Fix = cueFix(msg, path, len(user))
+		key := e.Error()
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		out = append(out, e)
+	}
+	return out.sorted()
+}
+
+func relPos(tp token.Pos, root string) mesh.Pos {
+	if !tp.IsValid() || tp.Filename() == "" {
+		return mesh.Pos{}
+	}
+	f := tp.Filename()
+	if r, err := filepath.Rel(root, f); err == nil && !strings.HasPrefix(r, "..") {
+		f = r
+	}
+	return mesh.Pos{File: f, Line: tp.Line(), Column: tp.Column()}
+}
+
+// cuePath renders a CUE error path with list indices in brackets, the
+// notation mesh.Positions uses.
+func cuePath(sels []string) string {
+	var b strings.Builder
+	for _, s := range sels {
+		if isIndex(s) {
+			b.WriteString("[" + s + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+func isIndex(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+var disjunctionSummary = regexp.MustCompile(`^\d+ errors in empty disjunction`)
+
+func isDisjunctionSummary(msg string) bool { return disjunctionSummary.MatchString(msg) }
+
+// hints map CUE messages to what the user should do; the first match wins.
+var hints = []struct {
+	re  *regexp.Regexp
+	fix func(m []string, path string, userPositions int) string
+}{
+	{regexp.MustCompile(`field not allowed`), func(_ []string, path string, _ int) string {
+		return fmt.Sprintf("remove %q or fix its spelling: the schema (weft.dev/weft) does not define it", lastElem(path))
+	}},
+	{regexp.MustCompile(`conflicting values (.+) and (.+) \(mismatched types (\S+) and (\S+)\)`), func(m []string, _ string, _ int) string {
+		return fmt.Sprintf("use a value of the type the schema expects (%s or %s, whichever is not yours)", m[3], m[4])
+	}},
+	{regexp.MustCompile(`conflicting values (.+) and (.+)`), func(m []string, _ string, users int) string {
+		if users >= 2 {
+			return fmt.Sprintf("two files set different values (%s and %s); keep one, or mark the base's value as a default (*value | _) so that an environment can override it", m[1], m[2])
+		}
+		return fmt.Sprintf("use one of the values the schema allows (%s or %s)", m[1], m[2])
+	}},
+	{regexp.MustCompile(`=~"\^\(\[0-9\]\+`), func(_ []string, _ string, _ int) string {
+		return `write a duration such as "250ms", "5s" or "1m30s"`
+	}},
+	{regexp.MustCompile(`=~"\^\[a-z\]\(\[-a-z0-9\]`), func(_ []string, _ string, _ int) string {
+		return "use a DNS label: lowercase letters, digits and '-', starting with a letter, at most 63 characters"
+	}},
+	{regexp.MustCompile(`out of bound ([^)]+)`), func(m []string, _ string, _ int) string {
+		return fmt.Sprintf("use a value %s", m[1])
+	}},
+	{regexp.MustCompile(`does not match`), func(_ []string, _ string, _ int) string {
+		return "change the value to match the pattern the schema gives"
+	}},
+	{regexp.MustCompile(`MaxFields\(1\)`), func(_ []string, _ string, _ int) string {
+		return "set exactly one of the alternatives (for a path: prefix, exact or regex)"
+	}},
+	{regexp.MustCompile(`MinFields\(1\)`), func(_ []string, path string, _ int) string {
+		return fmt.Sprintf("give %q at least one entry", lastElem(path))
+	}},
+	{regexp.MustCompile(`incomplete value|non-concrete value|cannot reference|not concrete`), func(_ []string, path string, _ int) string {
+		return fmt.Sprintf("set a concrete value for %q", lastElem(path))
+	}},
+	{regexp.MustCompile(`field is required but not present`), func(_ []string, path string, _ int) string {
+		return fmt.Sprintf("add the required field %q", lastElem(path))
+	}},
+	{regexp.MustCompile(`^expected |unexpected|illegal|missing ',' |string literal not terminated`), func(_ []string, _ string, _ int) string {
+		return "fix the CUE syntax at this position (`cue fmt` reports the same error)"
+	}},
+}
+
+func cueFix(msg, path string, userPositions int) string {
+	for _, h := range hints {
+		if m := h.re.FindStringSubmatch(msg); m != nil {
+			return h.fix(m, path, userPositions)
+		}
+	}
+	return ""
+}
+
+func lastElem(path string) string {
+	if i := strings.LastIndexAny(path, ".["); i >= 0 {
+		return strings.TrimSuffix(path[i+1:], "]")
+	}
+	return path
+}

@@ -1,0 +1,320 @@
+package schema
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/build"
+	"cuelang.org/go/cue/cuecontext"
+	"cuelang.org/go/cue/load"
+
+	"github.com/weft-dev/weft/schema/mesh"
+)
+
+// Options select what to load.
+type Options struct {
+	// Env names the environment overlay: DIR/environments/<Env> (or
+	// DIR/<Env>) unified with the base. Empty loads the directory as is.
+	Env string
+	// Revision is recorded in the model (the git commit, for example).
+	Revision string
+}
+
+// Load reads the mesh repository at dir and returns its validated model.
+// The error, if any, is an Errors value listing every problem found.
+func Load(dir string, opts Options) (*mesh.Model, error) {
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", dir, err)
+	}
+	instDir, err := envDir(absDir, opts.Env)
+	if err != nil {
+		return nil, err
+	}
+	root := moduleRoot(instDir, absDir)
+	v, err := evaluate(instDir, root)
+	if err != nil {
+		return nil, err
+	}
+	m, err := decode(v, root)
+	if err != nil {
+		return nil, err
+	}
+	m.Environment, m.Revision = opts.Env, opts.Revision
+	resolveDefaults(m)
+	if es := check(m, v); len(es) > 0 {
+		return nil, es.sorted()
+	}
+	return m, nil
+}
+
+// envDir finds the directory of an environment.
+func envDir(dir, env string) (string, error) {
+	if env == "" {
+		return dir, nil
+	}
+	if strings.ContainsAny(env, `/\`) || env == "." || env == ".." {
+		return "", fmt.Errorf("environment %q: must be a directory name such as dev", env)
+	}
+	for _, d := range []string{filepath.Join(dir, "environments", env), filepath.Join(dir, env)} {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+			return d, nil
+		}
+	}
+	return "", fmt.Errorf("environment %q: no directory %s or %s (known: %s)",
+		env, filepath.Join(dir, "environments", env), filepath.Join(dir, env), strings.Join(Environments(dir), ", "))
+}
+
+// Environments lists the environment overlays of a mesh repository: the
+// subdirectories of DIR/environments, or else of DIR, holding CUE files.
+func Environments(dir string) []string {
+	for _, base := range []string{filepath.Join(dir, "environments"), dir} {
+		var envs []string
+		entries, _ := os.ReadDir(base)
+		for _, e := range entries {
+			if !e.IsDir() || e.Name() == "cue.mod" || strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			if files, _ := filepath.Glob(filepath.Join(base, e.Name(), "*.cue")); len(files) > 0 {
+				envs = append(envs, e.Name())
+			}
+		}
+		if len(envs) > 0 {
+			sort.Strings(envs)
+			return envs
+		}
+	}
+	return nil
+}
+
+// moduleRoot is the nearest directory at or above dir holding cue.mod, or
+// fallback: a bare directory of CUE files loads as its own module.
+func moduleRoot(dir, fallback string) string {
+	for d := dir; ; {
+		if fi, err := os.Stat(filepath.Join(d, "cue.mod")); err == nil && fi.IsDir() {
+			return d
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return fallback
+		}
+		d = parent
+	}
+}
+
+// evaluate loads and evaluates the instance in dir with weft's own schema
+// overlaid, so the repository's copy (written by `weft init`) can never
+// disagree with the binary that compiles it.
+func evaluate(dir, root string) (cue.Value, error) {
+	overlay := map[string]load.Source{
+		filepath.Join(root, SchemaFile): load.FromBytes(schemaSource),
+	}
+	modFile := filepath.Join(root, "cue.mod", "module.cue")
+	if _, err := os.Stat(modFile); err != nil {
+		overlay[modFile] = load.FromString("module: \"weft.local/mesh\"\nlanguage: version: \"v0.17.0\"\n")
+	}
+	cfg := &load.Config{Dir: dir, ModuleRoot: root, Overlay: overlay}
+	insts := load.Instances([]string{"."}, cfg)
+	if len(insts) != 1 {
+		return cue.Value{}, fmt.Errorf("load %s: expected one CUE package, found %d", dir, len(insts))
+	}
+	inst := insts[0]
+	if inst.Err != nil {
+		return cue.Value{}, fromCUE(inst.Err, root)
+	}
+	if es := checkImport(inst, root); len(es) > 0 {
+		return cue.Value{}, es
+	}
+	v := cuecontext.New().BuildInstance(inst)
+	if err := v.Err(); err != nil {
+		return cue.Value{}, fromCUE(err, root)
+	}
+	mv := v.LookupPath(cue.ParsePath("mesh"))
+	if !mv.Exists() {
+		return cue.Value{}, Errors{{
+			Pos:  fileStart(inst, root),
+			Path: "mesh",
+			Msg:  "no mesh field in package " + inst.PkgName,
+			Fix:  `declare the mesh: import "weft.dev/weft" and write mesh: weft.#Mesh & {name: ..., trustDomain: ..., services: {...}}`,
+		}}
+	}
+	if err := mv.Validate(cue.Concrete(true), cue.Final()); err != nil {
+		es := fromCUE(err, root)
+		for _, e := range es {
+			if !e.Pos.IsValid() || inSchema(e.Pos) {
+				e.Also = append([]mesh.Pos{e.Pos}, e.Also...)
+				e.Pos = nearestUserPos(v, e.Path, root)
+			}
+		}
+		return cue.Value{}, es.sorted()
+	}
+	return mv, nil
+}
+
+// nearestUserPos is where the user wrote the value at path, or its nearest
+// ancestor: a constraint violated by an omission (no ports at all) has
+// only schema positions of its own.
+func nearestUserPos(v cue.Value, path, root string) mesh.Pos {
+	for p := path; p != ""; p = parentCUEPath(p) {
+		if pos := userPos(v.LookupPath(cue.ParsePath(p)), root); pos.IsValid() {
+			return pos
+		}
+	}
+	return mesh.Pos{}
+}
+
+func parentCUEPath(p string) string {
+	if i := strings.LastIndexAny(p, ".["); i >= 0 {
+		return p[:i]
+	}
+	return ""
+}
+
+// checkImport insists that the package imports the schema: a mesh value
+// not constrained by #Mesh would pass CUE and fail in confusing ways later.
+func checkImport(inst *build.Instance, root string) Errors {
+	for _, imp := range inst.ImportPaths {
+		if imp == ImportPath {
+			return nil
+		}
+	}
+	return Errors{{
+		Pos:  fileStart(inst, root),
+		Path: "mesh",
+		Msg:  fmt.Sprintf("package %s does not import %q", inst.PkgName, ImportPath),
+		Fix:  `add import "weft.dev/weft" and write mesh: weft.#Mesh & {...}`,
+	}}
+}
+
+func fileStart(inst *build.Instance, root string) mesh.Pos {
+	if len(inst.BuildFiles) == 0 {
+		return mesh.Pos{File: ".", Line: 1, Column: 1}
+	}
+	f := inst.BuildFiles[0].Filename
+	if r, err := filepath.Rel(root, f); err == nil {
+		f = r
+	}
+	return mesh.Pos{File: f, Line: 1, Column: 1}
+}
+
+// decode turns the validated CUE value into the model and records where
+// every field was written.
+func decode(v cue.Value, root string) (*mesh.Model, error) {
+	var m mesh.Model
+	if err := v.Decode(&m); err != nil {
+		var es Errors
+		if es = fromCUE(err, root); len(es) == 0 {
+			return nil, fmt.Errorf("decode mesh: %w", err)
+		}
+		return nil, es
+	}
+	m.Positions = positions(v, root)
+	for name, s := range m.Services {
+		s.Name = name
+		if s.Authz != nil {
+			allow := v.LookupPath(cue.MakePath(cue.Str("services"), cue.Str(name), cue.Str("authz"), cue.Str("allow")))
+			s.Authz.AllowSet = allow.Exists()
+		}
+	}
+	return &m, nil
+}
+
+func positions(v cue.Value, root string) mesh.Positions {
+	ps := mesh.Positions{}
+	v.Walk(func(x cue.Value) bool {
+		if p := userPos(x, root); p.IsValid() {
+			ps["mesh"+pathSuffix(x.Path().String())] = p
+		}
+		return true
+	}, nil)
+	return ps
+}
+
+// userPos is where the user wrote x. A value unified from several places
+// reports one of them; when that is the schema, look through the
+// conjuncts for the user's. Values only the schema wrote (defaults) get no
+// position, so Positions.Lookup falls back to the enclosing struct.
+func userPos(x cue.Value, root string) mesh.Pos {
+	best := relPos(x.Pos(), root)
+	if best.IsValid() && !inSchema(best) && depth(best) > 0 {
+		return best // already in an environment overlay: nothing is more specific
+	}
+	if inSchema(best) {
+		best = mesh.Pos{}
+	}
+	if op, conj := x.Expr(); op == cue.AndOp {
+		for _, c := range conj {
+			p := relPos(c.Pos(), root)
+			if p.IsValid() && !inSchema(p) && (!best.IsValid() || depth(p) > depth(best)) {
+				best = p
+			}
+		}
+	}
+	return best
+}
+
+// depth counts directories below the module root: an environment's files
+// are deeper than the base's, and a value the environment sets is reported
+// there.
+func depth(p mesh.Pos) int { return strings.Count(filepath.ToSlash(p.File), "/") }
+
+func inSchema(p mesh.Pos) bool { return strings.HasPrefix(p.File, "cue.mod"+string(filepath.Separator)) }
+
+// pathSuffix turns the path of a value below mesh into the part after "mesh".
+func pathSuffix(p string) string {
+	p = strings.TrimPrefix(p, "mesh")
+	if p != "" && !strings.HasPrefix(p, ".") && !strings.HasPrefix(p, "[") {
+		p = "." + p
+	}
+	return p
+}
+
+// resolveDefaults fills every field a service left unset from the mesh
+// defaults, so that consumers never consult Defaults.
+func resolveDefaults(m *mesh.Model) {
+	d := m.Defaults
+	for name, s := range m.Services {
+		if s.Namespace == "" {
+			s.Namespace = d.Namespace
+		}
+		if s.ServiceAccount == "" {
+			s.ServiceAccount = name
+		}
+		if s.MTLS == "" {
+			s.MTLS = d.MTLS
+		}
+		if s.Timeout == nil {
+			t := d.Timeout
+			s.Timeout = &t
+		}
+		if s.Retries == nil {
+			r := d.Retries
+			s.Retries = &r
+		}
+		if s.CircuitBreaker == nil {
+			s.CircuitBreaker = d.CircuitBreaker
+		}
+		if s.OutlierDetection == nil {
+			s.OutlierDetection = d.OutlierDetection
+		}
+		for pn, p := range s.Ports {
+			p.Name = pn
+			s.Ports[pn] = p
+		}
+		for vn, ver := range s.Versions {
+			ver.Name = vn
+		}
+	}
+}
+
+// IsErrors reports whether err is a list of definition errors (as opposed
+// to an I/O failure).
+func IsErrors(err error) bool {
+	var es Errors
+	return errors.As(err, &es)
+}

@@ -1,0 +1,133 @@
+package schema_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/tools/txtar"
+
+	"github.com/weft-dev/weft/schema"
+	"github.com/weft-dev/weft/schema/mesh"
+)
+
+// newRepo copies testdata/base into a temporary mesh repository and adds
+// (or replaces) the given files.
+func newRepo(t testing.TB, files []txtar.File) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("testdata/base")); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, f.Name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, f.Data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestLoadBase(t *testing.T) {
+	m, err := schema.Load(newRepo(t, nil), schema.Options{Revision: "abc123"})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if got := m.ServiceNames(); strings.Join(got, ",") != "frontend,reviews" {
+		t.Fatalf("services = %v", got)
+	}
+	r := m.Services["reviews"]
+	if r.Namespace != "shop" || r.ServiceAccount != "reviews" || r.MTLS != mesh.MTLSStrict {
+		t.Errorf("defaults not resolved: ns=%q sa=%q mtls=%q", r.Namespace, r.ServiceAccount, r.MTLS)
+	}
+	if r.Timeout == nil || r.Timeout.String() != "15s" || r.Retries == nil || r.Retries.Attempts != 2 {
+		t.Errorf("timeout/retries defaults not resolved: %+v %+v", r.Timeout, r.Retries)
+	}
+	if got := r.Routes[1].To; got["v1"] != 90 || got["v2"] != 10 {
+		t.Errorf("split = %v, want base defaults 90/10", got)
+	}
+	if got := r.Routes[1].Timeout; got == nil || got.String() != "2s" {
+		t.Errorf("route timeout = %v", got)
+	}
+	if p := m.Positions.Lookup(mesh.RoutePath("reviews", 0)); p.File != "mesh.cue" || p.Line != 23 {
+		t.Errorf("route position = %v, want mesh.cue:23", p)
+	}
+	if got := m.SPIFFEID(r); got != "spiffe://shop.example/ns/shop/sa/reviews" {
+		t.Errorf("spiffe id = %s", got)
+	}
+	if m.Revision != "abc123" {
+		t.Errorf("revision = %q", m.Revision)
+	}
+}
+
+func TestLoadEnvironmentOverridesDefaults(t *testing.T) {
+	dir := newRepo(t, []txtar.File{{Name: "environments/dev/dev.cue", Data: []byte(
+		"package shop\nmesh: services: reviews: routes: [_, {to: {v1: 50, v2: 50}}]\n")}})
+	m, err := schema.Load(dir, schema.Options{Env: "dev"})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if got := m.Services["reviews"].Routes[1].To; got["v1"] != 50 {
+		t.Errorf("split = %v, want the dev overlay's 50/50", got)
+	}
+	if p := m.Positions.Lookup("mesh.services.reviews.routes[1].to.v1"); p.File != filepath.Join("environments", "dev", "dev.cue") {
+		t.Errorf("position of overridden weight = %v, want the overlay file", p)
+	}
+	if m.Environment != "dev" {
+		t.Errorf("environment = %q", m.Environment)
+	}
+	if got := schema.Environments(dir); strings.Join(got, ",") != "dev" {
+		t.Errorf("environments = %v", got)
+	}
+}
+
+func TestLoadUnknownEnvironment(t *testing.T) {
+	_, err := schema.Load(newRepo(t, nil), schema.Options{Env: "qa"})
+	if err == nil || !strings.Contains(err.Error(), `environment "qa"`) {
+		t.Fatalf("err = %v, want an unknown environment error", err)
+	}
+}
+
+// TestLoadBad runs testdata/bad/*.txtar: each adds files to the base
+// repository (dev/ is the environment loaded) and lists, as "want: " lines
+// in its comment, texts the error must contain: file:line:column, field path,
+// what is wrong and the fix.
+func TestLoadBad(t *testing.T) {
+	cases, _ := filepath.Glob("testdata/bad/*.txtar")
+	if len(cases) < 15 {
+		t.Fatalf("only %d bad-input cases", len(cases))
+	}
+	for _, file := range cases {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".txtar"), func(t *testing.T) {
+			t.Parallel()
+			ar, err := txtar.ParseFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := newRepo(t, ar.Files)
+			env := ""
+			for _, f := range ar.Files {
+				if strings.HasPrefix(f.Name, "dev/") {
+					env = "dev"
+				}
+			}
+			_, err = schema.Load(dir, schema.Options{Env: env})
+			if err == nil {
+				t.Fatal("load succeeded, want an error")
+			}
+			if !schema.IsErrors(err) {
+				t.Fatalf("error is not a definition error: %v", err)
+			}
+			for _, line := range strings.Split(string(ar.Comment), "\n") {
+				want, ok := strings.CutPrefix(line, "want: ")
+				if ok && !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not contain %q:\n%v", want, err)
+				}
+			}
+		})
+	}
+}
