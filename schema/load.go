@@ -263,7 +263,9 @@ func userPos(x cue.Value, root string) mesh.Pos {
 // there.
 func depth(p mesh.Pos) int { return strings.Count(filepath.ToSlash(p.File), "/") }
 
-func inSchema(p mesh.Pos) bool { return strings.HasPrefix(p.File, "cue.mod"+string(filepath.Separator)) }
+func inSchema(p mesh.Pos) bool {
+	return strings.HasPrefix(p.File, "cue.mod"+string(filepath.Separator))
+}
 
 // pathSuffix turns the path of a value below mesh into the part after "mesh".
 func pathSuffix(p string) string {
