@@ -37,7 +37,7 @@ func Load(dir string, opts Options) (*mesh.Model, error) {
 		return nil, err
 	}
 	root := moduleRoot(instDir, absDir)
-	v, err := evaluate(instDir, root)
+	v, pos, err := evaluate(instDir, root)
 	if err != nil {
 		return nil, err
 	}
@@ -45,6 +45,7 @@ func Load(dir string, opts Options) (*mesh.Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.Positions = pos
 	m.Environment, m.Revision = opts.Env, opts.Revision
 	resolveDefaults(m)
 	if es := check(m, v); len(es) > 0 {
@@ -110,7 +111,7 @@ func moduleRoot(dir, fallback string) string {
 // evaluate loads and evaluates the instance in dir with weft's own schema
 // overlaid, so the repository's copy (written by `weft init`) can never
 // disagree with the binary that compiles it.
-func evaluate(dir, root string) (cue.Value, error) {
+func evaluate(dir, root string) (cue.Value, mesh.Positions, error) {
 	overlay := map[string]load.Source{
 		filepath.Join(root, SchemaFile): load.FromBytes(schemaSource),
 	}
@@ -121,22 +122,23 @@ func evaluate(dir, root string) (cue.Value, error) {
 	cfg := &load.Config{Dir: dir, ModuleRoot: root, Overlay: overlay}
 	insts := load.Instances([]string{"."}, cfg)
 	if len(insts) != 1 {
-		return cue.Value{}, fmt.Errorf("load %s: expected one CUE package, found %d", dir, len(insts))
+		return cue.Value{}, nil, fmt.Errorf("load %s: expected one CUE package, found %d", dir, len(insts))
 	}
 	inst := insts[0]
 	if inst.Err != nil {
-		return cue.Value{}, fromCUE(inst.Err, root)
+		return cue.Value{}, nil, fromCUE(inst.Err, root)
 	}
 	if es := checkImport(inst, root); len(es) > 0 {
-		return cue.Value{}, es
+		return cue.Value{}, nil, es
 	}
+	pos := positions(inst.Files, root)
 	v := cuecontext.New().BuildInstance(inst)
 	if err := v.Err(); err != nil {
-		return cue.Value{}, fromCUE(err, root)
+		return cue.Value{}, nil, fromCUE(err, root)
 	}
 	mv := v.LookupPath(cue.ParsePath("mesh"))
 	if !mv.Exists() {
-		return cue.Value{}, Errors{{
+		return cue.Value{}, nil, Errors{{
 			Pos:  fileStart(inst, root),
 			Path: "mesh",
 			Msg:  "no mesh field in package " + inst.PkgName,
@@ -148,31 +150,12 @@ func evaluate(dir, root string) (cue.Value, error) {
 		for _, e := range es {
 			if !e.Pos.IsValid() || inSchema(e.Pos) {
 				e.Also = append([]mesh.Pos{e.Pos}, e.Also...)
-				e.Pos = nearestUserPos(v, e.Path, root)
+				e.Pos = pos.Lookup(e.Path)
 			}
 		}
-		return cue.Value{}, es.sorted()
+		return cue.Value{}, nil, es.sorted()
 	}
-	return mv, nil
-}
-
-// nearestUserPos is where the user wrote the value at path, or its nearest
-// ancestor: a constraint violated by an omission (no ports at all) has
-// only schema positions of its own.
-func nearestUserPos(v cue.Value, path, root string) mesh.Pos {
-	for p := path; p != ""; p = parentCUEPath(p) {
-		if pos := userPos(v.LookupPath(cue.ParsePath(p)), root); pos.IsValid() {
-			return pos
-		}
-	}
-	return mesh.Pos{}
-}
-
-func parentCUEPath(p string) string {
-	if i := strings.LastIndexAny(p, ".["); i >= 0 {
-		return p[:i]
-	}
-	return ""
+	return mv, pos, nil
 }
 
 // checkImport insists that the package imports the schema: a mesh value
@@ -213,7 +196,6 @@ func decode(v cue.Value, root string) (*mesh.Model, error) {
 		}
 		return nil, es
 	}
-	m.Positions = positions(v, root)
 	for name, s := range m.Services {
 		s.Name = name
 		if s.Authz != nil {
@@ -222,58 +204,6 @@ func decode(v cue.Value, root string) (*mesh.Model, error) {
 		}
 	}
 	return &m, nil
-}
-
-func positions(v cue.Value, root string) mesh.Positions {
-	ps := mesh.Positions{}
-	v.Walk(func(x cue.Value) bool {
-		if p := userPos(x, root); p.IsValid() {
-			ps["mesh"+pathSuffix(x.Path().String())] = p
-		}
-		return true
-	}, nil)
-	return ps
-}
-
-// userPos is where the user wrote x. A value unified from several places
-// reports one of them; when that is the schema, look through the
-// conjuncts for the user's. Values only the schema wrote (defaults) get no
-// position, so Positions.Lookup falls back to the enclosing struct.
-func userPos(x cue.Value, root string) mesh.Pos {
-	best := relPos(x.Pos(), root)
-	if best.IsValid() && !inSchema(best) && depth(best) > 0 {
-		return best // already in an environment overlay: nothing is more specific
-	}
-	if inSchema(best) {
-		best = mesh.Pos{}
-	}
-	if op, conj := x.Expr(); op == cue.AndOp {
-		for _, c := range conj {
-			p := relPos(c.Pos(), root)
-			if p.IsValid() && !inSchema(p) && (!best.IsValid() || depth(p) > depth(best)) {
-				best = p
-			}
-		}
-	}
-	return best
-}
-
-// depth counts directories below the module root: an environment's files
-// are deeper than the base's, and a value the environment sets is reported
-// there.
-func depth(p mesh.Pos) int { return strings.Count(filepath.ToSlash(p.File), "/") }
-
-func inSchema(p mesh.Pos) bool {
-	return strings.HasPrefix(p.File, "cue.mod"+string(filepath.Separator))
-}
-
-// pathSuffix turns the path of a value below mesh into the part after "mesh".
-func pathSuffix(p string) string {
-	p = strings.TrimPrefix(p, "mesh")
-	if p != "" && !strings.HasPrefix(p, ".") && !strings.HasPrefix(p, "[") {
-		p = "." + p
-	}
-	return p
 }
 
 // resolveDefaults fills every field a service left unset from the mesh
@@ -319,4 +249,14 @@ func resolveDefaults(m *mesh.Model) {
 func IsErrors(err error) bool {
 	var es Errors
 	return errors.As(err, &es)
+}
+
+// ModuleRoot returns the absolute module root of the mesh repository at
+// dir: positions in errors and in the model are relative to it.
+func ModuleRoot(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return dir
+	}
+	return moduleRoot(abs, abs)
 }
