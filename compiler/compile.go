@@ -1,0 +1,287 @@
+package compiler
+
+import (
+	"fmt"
+	"sort"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/weft-dev/weft/schema/mesh"
+)
+
+// Default ports of a proxy.
+const (
+	DefaultInboundPort  = 15006
+	DefaultOutboundPort = 15001
+)
+
+// Options are the inputs of a compilation that are not part of the model.
+type Options struct {
+	// Revision is the source revision. It is part of every class's
+	// snapshot version and of every resource's provenance. Empty means
+	// the model's own Revision.
+	Revision string
+	// InboundPort is the port of the inbound listener (default 15006).
+	InboundPort uint32
+	// OutboundPort is the port of the outbound HTTP listener on loopback
+	// (default 15001): the app's HTTP_PROXY, or the iptables redirect target.
+	OutboundPort uint32
+}
+
+func (o Options) withDefaults(m *mesh.Model) Options {
+	if o.Revision == "" {
+		o.Revision = m.Revision
+	}
+	if o.InboundPort == 0 {
+		o.InboundPort = DefaultInboundPort
+	}
+	if o.OutboundPort == 0 {
+		o.OutboundPort = DefaultOutboundPort
+	}
+	return o
+}
+
+// Address is one endpoint of a service version. Port 0 means "the service
+// port of the cluster": one address then serves every port of a
+// multi-port service, which is what a pod IP from an EndpointSlice is.
+type Address struct {
+	Host string
+	Port uint32
+}
+
+// Endpoints gives the addresses of each (service, version):
+// service -> version -> addresses. A nil Endpoints means: use the static
+// endpoints of the model (Version.Endpoints, "host:port"). A service or
+// version missing from a non-nil Endpoints has no addresses.
+type Endpoints map[string]map[string][]Address
+
+// Class is the configuration of one proxy class, a (service, version):
+// every proxy of the class receives exactly these resources.
+type Class struct {
+	Name    string // "<service>-<version>"
+	Service string
+	Version string
+	// SnapshotVersion is "<revision>/<first 12 hex digits of the sha256
+	// of the resources>" (just the hash when the revision is empty).
+	SnapshotVersion string
+	// Resources by go-control-plane type URL (resource.ListenerType, ...),
+	// each list sorted by resource name.
+	Resources map[resource.Type][]types.Resource
+}
+
+// Result is a compiled mesh.
+type Result struct {
+	Classes []*Class // sorted by Name
+}
+
+// Class returns the class with the given name, or nil.
+func (r *Result) Class(name string) *Class {
+	i := sort.Search(len(r.Classes), func(i int) bool { return r.Classes[i].Name >= name })
+	if i < len(r.Classes) && r.Classes[i].Name == name {
+		return r.Classes[i]
+	}
+	return nil
+}
+
+// Compile turns a validated model into the Envoy resources of every proxy
+// class. It is a pure function: the same model, endpoints and options
+// always give byte-identical resources and snapshot versions.
+func Compile(m *mesh.Model, eps Endpoints, opts Options) (*Result, error) {
+	if m == nil {
+		return nil, fmt.Errorf("compiler: nil model")
+	}
+	c := &compilation{m: m, svcs: resolve(m), eps: eps, opts: opts.withDefaults(m)}
+	c.revision = c.opts.Revision
+	res := &Result{}
+	for _, name := range m.ServiceNames() {
+		svc := c.svcs[name]
+		if svc == nil {
+			return nil, fmt.Errorf("compiler: service %q is nil", name)
+		}
+		for _, v := range svc.VersionNames() {
+			cl, err := c.class(svc, v)
+			if err != nil {
+				return nil, fmt.Errorf("compiler: class %s: %w", ClassName(name, v), err)
+			}
+			res.Classes = append(res.Classes, cl)
+		}
+	}
+	sort.Slice(res.Classes, func(i, j int) bool { return res.Classes[i].Name < res.Classes[j].Name })
+	return res, nil
+}
+
+// compilation is the state shared by all classes of one Compile call.
+type compilation struct {
+	m        *mesh.Model
+	svcs     map[string]*mesh.Service // resolved copies of m.Services
+	eps      Endpoints
+	opts     Options
+	revision string
+}
+
+// classBuilder collects the resources of one class.
+type classBuilder struct {
+	*compilation
+	packer
+	svc       *mesh.Service
+	version   string
+	listeners map[string]*listenerv3.Listener
+	routes    map[string]*routev3.RouteConfiguration
+	clusters  map[string]*clusterv3.Cluster
+	loads     map[string]*endpointv3.ClusterLoadAssignment
+}
+
+func (c *compilation) class(svc *mesh.Service, version string) (*Class, error) {
+	b := &classBuilder{
+		compilation: c,
+		svc:         svc,
+		version:     version,
+		listeners:   map[string]*listenerv3.Listener{},
+		routes:      map[string]*routev3.RouteConfiguration{},
+		clusters:    map[string]*clusterv3.Cluster{},
+		loads:       map[string]*endpointv3.ClusterLoadAssignment{},
+	}
+	if err := b.build(); err != nil {
+		return nil, err
+	}
+	if b.err != nil {
+		return nil, b.err
+	}
+	cl := &Class{
+		Name:      ClassName(svc.Name, version),
+		Service:   svc.Name,
+		Version:   version,
+		Resources: map[resource.Type][]types.Resource{},
+	}
+	for _, k := range mesh.SortedKeys(b.listeners) {
+		cl.Resources[resource.ListenerType] = append(cl.Resources[resource.ListenerType], b.listeners[k])
+	}
+	for _, k := range mesh.SortedKeys(b.routes) {
+		cl.Resources[resource.RouteType] = append(cl.Resources[resource.RouteType], b.routes[k])
+	}
+	for _, k := range mesh.SortedKeys(b.clusters) {
+		cl.Resources[resource.ClusterType] = append(cl.Resources[resource.ClusterType], b.clusters[k])
+	}
+	for _, k := range mesh.SortedKeys(b.loads) {
+		cl.Resources[resource.EndpointType] = append(cl.Resources[resource.EndpointType], b.loads[k])
+	}
+	v, err := snapshotVersion(c.revision, cl.Resources)
+	if err != nil {
+		return nil, err
+	}
+	cl.SnapshotVersion = v
+	return cl, nil
+}
+
+func (b *classBuilder) build() error {
+	if err := b.checkPorts(); err != nil {
+		return err
+	}
+	deps, err := b.dependencies()
+	if err != nil {
+		return err
+	}
+	if err := b.inbound(); err != nil {
+		return err
+	}
+	if err := b.outboundHTTP(deps); err != nil {
+		return err
+	}
+	return b.outboundTCP(deps)
+}
+
+// dependencies are the services of the class's calls, sorted, without
+// duplicates: the scope of its outbound configuration.
+func (b *classBuilder) dependencies() ([]*mesh.Service, error) {
+	seen := map[string]bool{}
+	var names []string
+	for _, n := range b.svc.Calls {
+		if !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	deps := make([]*mesh.Service, 0, len(names))
+	for _, n := range names {
+		d, err := b.service(n)
+		if err != nil {
+			return nil, fmt.Errorf("calls: %w", err)
+		}
+		deps = append(deps, d)
+	}
+	return deps, nil
+}
+
+func (c *compilation) service(name string) (*mesh.Service, error) {
+	s := c.svcs[name]
+	if s == nil {
+		return nil, fmt.Errorf("unknown service %q", name)
+	}
+	return s, nil
+}
+
+// checkPorts rejects service ports that the proxy itself listens on.
+func (b *classBuilder) checkPorts() error {
+	for _, p := range b.svc.PortList() {
+		if p.Port == b.opts.InboundPort || p.Port == b.opts.OutboundPort {
+			return fmt.Errorf("port %s (%d) collides with the proxy's inbound/outbound port", p.Name, p.Port)
+		}
+	}
+	return nil
+}
+
+// isHTTP reports whether a port carries HTTP (HTTP/1, HTTP/2 or gRPC).
+func isHTTP(p mesh.Port) bool { return p.Protocol != mesh.TCP }
+
+// resolve returns a copy of the model's services with every defaulted
+// field filled in. The loader already does this; the compiler does it
+// again, defensively, so that it never emits a half-configured resource
+// for a hand-built model.
+func resolve(m *mesh.Model) map[string]*mesh.Service {
+	d := m.Defaults
+	out := make(map[string]*mesh.Service, len(m.Services))
+	for name, s := range m.Services {
+		if s == nil {
+			continue
+		}
+		r := *s
+		r.Name = name
+		if r.Namespace == "" {
+			r.Namespace = d.Namespace
+		}
+		if r.Namespace == "" {
+			r.Namespace = "default"
+		}
+		if r.ServiceAccount == "" {
+			r.ServiceAccount = name
+		}
+		if r.MTLS == "" {
+			r.MTLS = d.MTLS
+		}
+		if r.MTLS == "" {
+			r.MTLS = mesh.MTLSStrict
+		}
+		if r.Timeout == nil && d.Timeout.Duration != 0 {
+			t := d.Timeout
+			r.Timeout = &t
+		}
+		if r.Retries == nil {
+			rt := d.Retries
+			r.Retries = &rt
+		}
+		if r.CircuitBreaker == nil {
+			r.CircuitBreaker = d.CircuitBreaker
+		}
+		if r.OutlierDetection == nil {
+			r.OutlierDetection = d.OutlierDetection
+		}
+		out[name] = &r
+	}
+	return out
+}

@@ -1,0 +1,112 @@
+// Package compiler turns a validated mesh model (package schema/mesh) and
+// the endpoints of its services into the Envoy xDS resources of every
+// proxy class. It is pure: no I/O, no clock, no randomness; the same input
+// gives byte-identical output. It imports only schema/mesh of weft (never
+// policies, reconciler, sidecar or cmd) plus go-control-plane and
+// protobuf.
+//
+// # API
+//
+//	res, err := compiler.Compile(model, endpoints, compiler.Options{Revision: rev})
+//	for _, c := range res.Classes {          // sorted by name
+//		snap, err := c.Snapshot()            // cache.Snapshot, Consistent() checked
+//		boot, err := compiler.Bootstrap(c, compiler.BootstrapOptions{})  // all-static bootstrap
+//		y, err := c.YAML()                   // deterministic YAML of the resources
+//	}
+//
+// Endpoints nil means the static endpoints written in the model
+// (Version.Endpoints, "host:port"). An Address with port 0 means "this
+// host, on the port of the cluster's service port" (a pod IP).
+//
+// # Proxy classes and scoping
+//
+// A proxy class is one (service, version), named "<service>-<version>".
+// All proxies of a class get the same resources. A class receives
+// outbound configuration only for the services in its service's calls,
+// plus the clusters of mirror targets named by those services' routes;
+// never the rest of the mesh.
+//
+// # Naming scheme
+//
+//	listener  inbound                               0.0.0.0:InboundPort (15006): original_dst + tls_inspector,
+//	                                                one filter chain per service port (destination_port)
+//	                                                and transport ("inbound|<port>|tls", "inbound|<port>|plaintext",
+//	                                                or "inbound|<port>" when mTLS is disabled)
+//	listener  outbound                              127.0.0.1:OutboundPort (15001): HTTP, routes by Host/:authority
+//	                                                (the app's HTTP_PROXY, or the iptables redirect target)
+//	listener  outbound|<port>|<name>.<namespace>    127.0.0.1:<port>: tcp_proxy to a TCP dependency port
+//	route     outbound|http                         one virtual host "<name>.<namespace>:<port>" per HTTP/gRPC
+//	                                                port of each dependency
+//	route     inbound|<port>                        inbound HTTP/gRPC port -> the app
+//	cluster   outbound|<port>|<version>|<name>.<namespace>   one version of a dependency port (EDS)
+//	cluster   outbound|<port>||<name>.<namespace>            all versions of it (EDS; routes without `to`,
+//	                                                         TCP ports)
+//	cluster   inbound|<port>                        STATIC 127.0.0.1:<port>, the app
+//	endpoints (ClusterLoadAssignment) named as their EDS cluster
+//	bootstrap cluster sds-grpc                      the agent's SDS server on a unix socket (HTTP/2)
+//	SDS secrets "default" (workload certificate) and "ROOTCA" (trust bundle)
+//
+// A virtual host's domains are name, name.namespace, name.namespace.svc and
+// name.namespace.svc.cluster.local, each with ":<port>"; the service's
+// first HTTP/gRPC port also has them without a port (domains must be
+// unique in a route configuration). Stat prefixes are the resource names
+// with '|' and ':' replaced by '_'.
+//
+// # Outbound
+//
+// A virtual host holds the service's routes in order, then an implicit
+// catch-all to all versions unless the last route already matches every
+// request. A route sends to weighted version clusters (zero weights left
+// out; a single version is a plain cluster) or, without `to`, to the
+// all-versions cluster; it carries the timeout and retry policy (route,
+// else service, else mesh default), its header edits (service-level edits
+// are on the virtual host), its fault (per-route config of the fault
+// filter, which is always in the outbound HTTP connection manager so that
+// adding a fault never changes the listener) and its mirror
+// (request_mirror_policies; the target's port is the one with the same
+// number, else the first of the same protocol, else its first HTTP/gRPC
+// port). Every HTTP/gRPC port of a dependency gets all its version
+// clusters, used or not, so that editing routes never changes CDS.
+// Clusters use EDS over ADS, mTLS to the peer (its SPIFFE id is the only
+// accepted SAN; SNI is the cluster name) unless the target's mtls is
+// "disable", its circuit breaker and outlier detection; gRPC clusters
+// speak HTTP/2. A cluster whose endpoints are DNS names (static endpoints
+// of VMs) is STRICT_DNS with its endpoints inline, since Envoy does not
+// resolve names received over EDS; "localhost" is written 127.0.0.1.
+//
+// # Inbound
+//
+// Per service port: HTTP and gRPC ports run RBAC (a DENY filter first when
+// authz.deny is set, then the ALLOW filter), the local rate limit (when
+// the service or any route has one) and the router to "inbound|<port>";
+// TCP ports run network RBAC and tcp_proxy. The mTLS mode picks the
+// chains: strict, a TLS chain that requires a client certificate from the
+// mesh CA (SDS "default" and "ROOTCA"); permissive, that chain plus a
+// plaintext one; disable, plaintext only. An edge service takes traffic
+// from outside the mesh, so its "strict" is compiled as "permissive".
+//
+// Authorization: rules as in authz (from = SPIFFE ids, "*" = any mesh
+// identity; methods via :method; paths "/a" exact, "/a/*" prefix "/a/",
+// "*" any). Without authz.allow the allowed callers are the services that
+// list this one in calls, plus those whose dependencies mirror to it. No
+// caller can be identified on a plaintext chain, so there that default
+// admits anyone (explicit rules apply as written). On TCP ports allow
+// rules with methods or paths are left out and deny rules lose them.
+//
+// Rate limits: the service's is the filter's token bucket
+// (max_tokens=burst, tokens_per_fill=rps every second); a route's is
+// per-route config on the same match in "inbound|<port>" (which repeats
+// the service's routes up to the last rate-limited one), and replaces
+// the service's for that route. Inbound routes set no timeout: the
+// caller's route enforces it.
+//
+// # Provenance and determinism
+//
+// Every Listener, RouteConfiguration, VirtualHost, Route, Cluster and
+// inbound FilterChain carries metadata.filter_metadata["weft.dev/provenance"]
+// = {service, file, line, revision} from the model's positions (routes:
+// the route's position). Everything is sorted; maps are only iterated
+// through sorted keys; Any values are encoded deterministically. A class's
+// snapshot version is "<revision>/<12 hex digits of sha256>" over all its
+// resources in type and name order.
+package compiler

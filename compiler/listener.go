@@ -1,0 +1,231 @@
+package compiler
+
+import (
+	"fmt"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	originaldstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	rbacnetv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/weft-dev/weft/schema/mesh"
+)
+
+// Transport protocols detected by the TLS inspector.
+const (
+	transportTLS = "tls"
+	transportRaw = "raw_buffer"
+)
+
+// inboundMode is the mTLS mode of the inbound listener. An edge service
+// receives traffic from outside the mesh, from clients without a mesh
+// certificate, so "strict" is relaxed to "permissive" for it (mesh callers
+// still use mTLS and are still checked by RBAC).
+func inboundMode(s *mesh.Service) mesh.MTLSMode {
+	if s.Edge && s.MTLS == mesh.MTLSStrict {
+		return mesh.MTLSPermissive
+	}
+	return s.MTLS
+}
+
+// inbound adds the inbound listener, with one filter chain per service port
+// and mTLS variant, and its route configurations and clusters.
+func (b *classBuilder) inbound() error {
+	mode := inboundMode(b.svc)
+	l := &listenerv3.Listener{
+		Name:             InboundListenerName,
+		Address:          socketAddress("0.0.0.0", b.opts.InboundPort),
+		TrafficDirection: corev3.TrafficDirection_INBOUND,
+		Metadata:         b.servicePos(b.svc.Name).Metadata(),
+		ListenerFilters: []*listenerv3.ListenerFilter{{
+			Name:       filterOriginalDst,
+			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: b.any(&originaldstv3.OriginalDst{})},
+		}},
+	}
+	if mode != mesh.MTLSDisable {
+		l.ListenerFilters = append(l.ListenerFilters, &listenerv3.ListenerFilter{
+			Name:       filterTLSInspector,
+			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: b.any(&tlsinspectorv3.TlsInspector{})},
+		})
+	}
+	for _, port := range b.svc.PortList() {
+		cluster := b.inboundCluster(port)
+		if isHTTP(port) {
+			rc := b.inboundRouteConfig(port, cluster)
+			b.routes[rc.Name] = rc
+		}
+		var variants []string // transport protocols; "" matches any
+		switch mode {
+		case mesh.MTLSStrict:
+			variants = []string{transportTLS}
+		case mesh.MTLSPermissive:
+			variants = []string{transportTLS, transportRaw}
+		case mesh.MTLSDisable:
+			variants = []string{""}
+		default:
+			return fmt.Errorf("unknown mtls mode %q", mode)
+		}
+		for _, tp := range variants {
+			fc, err := b.inboundChain(port, cluster, tp)
+			if err != nil {
+				return fmt.Errorf("port %s: %w", port.Name, err)
+			}
+			l.FilterChains = append(l.FilterChains, fc)
+		}
+	}
+	b.listeners[l.Name] = l
+	return nil
+}
+
+// inboundChain is the filter chain of one port and transport protocol.
+func (b *classBuilder) inboundChain(port mesh.Port, cluster, transport string) (*listenerv3.FilterChain, error) {
+	tls := transport == transportTLS
+	name := InboundClusterName(port.Port)
+	if transport != "" {
+		name += "|" + map[string]string{transportTLS: "tls", transportRaw: "plaintext"}[transport]
+	}
+	fc := &listenerv3.FilterChain{
+		Name: name,
+		FilterChainMatch: &listenerv3.FilterChainMatch{
+			DestinationPort:   wrapperspb.UInt32(port.Port),
+			TransportProtocol: transport,
+		},
+		Metadata: b.servicePos(b.svc.Name).Metadata(),
+	}
+	deny, allow, err := b.rbacRules(tls, isHTTP(port))
+	if err != nil {
+		return nil, err
+	}
+	prefix := statPrefix(name)
+	if isHTTP(port) {
+		if tls {
+			fc.TransportSocket = b.downstreamTLS([]string{"h2", "http/1.1"})
+		}
+		fc.Filters = []*listenerv3.Filter{b.networkFilter(filterHCM, b.inboundHCM(port, prefix, tls, deny, allow))}
+		return fc, nil
+	}
+	if tls {
+		fc.TransportSocket = b.downstreamTLS(nil)
+	}
+	if deny != nil {
+		fc.Filters = append(fc.Filters, b.networkFilter(filterNetworkRBAC, &rbacnetv3.RBAC{Rules: deny, StatPrefix: prefix + "_deny"}))
+	}
+	fc.Filters = append(fc.Filters,
+		b.networkFilter(filterNetworkRBAC, &rbacnetv3.RBAC{Rules: allow, StatPrefix: prefix + "_allow"}),
+		b.networkFilter(filterTCPProxy, &tcpproxyv3.TcpProxy{
+			StatPrefix:       prefix,
+			ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
+		}),
+	)
+	return fc, nil
+}
+
+// inboundHCM: RBAC deny, RBAC allow, local rate limit, router.
+func (b *classBuilder) inboundHCM(port mesh.Port, prefix string, tls bool, deny, allow *rbacv3.RBAC) *hcmv3.HttpConnectionManager {
+	var filters []*hcmv3.HttpFilter
+	if deny != nil {
+		filters = append(filters, b.httpFilter(filterRBAC, &rbachttpv3.RBAC{Rules: deny}))
+	}
+	filters = append(filters, b.httpFilter(filterRBAC, &rbachttpv3.RBAC{Rules: allow}))
+	if hasRateLimit(b.svc) {
+		filters = append(filters, b.httpFilter(filterLocalRateLimit,
+			localRateLimit(prefix+"_ratelimit", b.svc.RateLimit)))
+	}
+	filters = append(filters, b.routerFilter())
+	h := hcm(prefix, InboundRouteName(port.Port), filters)
+	// RBAC paths are matched after normalization, so that /a/../admin
+	// cannot slip past a rule on /admin.
+	h.NormalizePath = wrapperspb.Bool(true)
+	h.MergeSlashes = true
+	// The app learns its caller's SPIFFE id from x-forwarded-client-cert;
+	// a value sent by the caller itself is never trusted.
+	h.ForwardClientCertDetails = hcmv3.HttpConnectionManager_SANITIZE
+	if tls {
+		h.ForwardClientCertDetails = hcmv3.HttpConnectionManager_SANITIZE_SET
+		h.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Uri: true}
+	}
+	return h
+}
+
+// hasRateLimit reports whether a service limits any of its requests.
+func hasRateLimit(s *mesh.Service) bool {
+	if s.RateLimit != nil {
+		return true
+	}
+	for _, r := range s.Routes {
+		if r.RateLimit != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// outboundHTTP adds the outbound HTTP listener and "outbound|http". Both
+// exist even for a class without HTTP dependencies (requests then get a
+// 404), so that a proxy's listeners do not come and go with its calls.
+func (b *classBuilder) outboundHTTP(deps []*mesh.Service) error {
+	rc, err := b.outboundRouteConfig(deps)
+	if err != nil {
+		return err
+	}
+	b.routes[rc.Name] = rc
+	h := hcm("outbound_http", rc.Name, []*hcmv3.HttpFilter{b.faultFilter(), b.routerFilter()})
+	b.listeners[OutboundListenerName] = &listenerv3.Listener{
+		Name:             OutboundListenerName,
+		Address:          socketAddress("127.0.0.1", b.opts.OutboundPort),
+		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+		Metadata:         b.servicePos(b.svc.Name).Metadata(),
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{b.networkFilter(filterHCM, h)},
+		}},
+	}
+	return nil
+}
+
+// outboundTCP adds a loopback listener per TCP port of each dependency,
+// proxying to all versions of it. Two of them on one port number cannot
+// both be bound, nor can one on a port the proxy or the app listens on.
+func (b *classBuilder) outboundTCP(deps []*mesh.Service) error {
+	taken := map[uint32]string{
+		b.opts.InboundPort:  "the inbound listener",
+		b.opts.OutboundPort: "the outbound listener",
+	}
+	for _, p := range b.svc.PortList() {
+		taken[p.Port] = fmt.Sprintf("%s's own port %s", b.svc.Name, p.Name)
+	}
+	for _, dep := range deps {
+		for _, port := range dep.PortList() {
+			if isHTTP(port) {
+				continue
+			}
+			name := OutboundTCPListenerName(dep, port.Port)
+			if other, ok := taken[port.Port]; ok {
+				return fmt.Errorf("TCP port %d of %s collides with %s on 127.0.0.1", port.Port, dep.Name, other)
+			}
+			taken[port.Port] = "TCP port " + port.Name + " of " + dep.Name
+			cluster, err := b.outboundCluster(dep, port, "")
+			if err != nil {
+				return err
+			}
+			b.listeners[name] = &listenerv3.Listener{
+				Name:             name,
+				Address:          socketAddress("127.0.0.1", port.Port),
+				TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+				Metadata:         b.servicePos(dep.Name).Metadata(),
+				FilterChains: []*listenerv3.FilterChain{{
+					Filters: []*listenerv3.Filter{b.networkFilter(filterTCPProxy, &tcpproxyv3.TcpProxy{
+						StatPrefix:       statPrefix(name),
+						ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
+					})},
+				}},
+			}
+		}
+	}
+	return nil
+}
