@@ -69,8 +69,8 @@ type Class struct {
 	// SnapshotVersion is "<revision>/<first 12 hex digits of the sha256
 	// of the resources>" (just the hash when the revision is empty).
 	SnapshotVersion string
-	// Resources by go-control-plane type URL (resource.ListenerType, ...),
-	// each list sorted by resource name.
+	// Resources by go-control-plane type URL: the four of ResourceTypes,
+	// always present (possibly empty), each list sorted by resource name.
 	Resources map[resource.Type][]types.Resource
 }
 
@@ -157,6 +157,11 @@ func (c *compilation) class(svc *mesh.Service, version string) (*Class, error) {
 		Service:   svc.Name,
 		Version:   version,
 		Resources: map[resource.Type][]types.Resource{},
+	}
+	// Every type is present, if empty, so that the snapshot answers (and
+	// versions) all four.
+	for _, t := range ResourceTypes {
+		cl.Resources[t] = []types.Resource{}
 	}
 	for _, k := range mesh.SortedKeys(b.listeners) {
 		cl.Resources[resource.ListenerType] = append(cl.Resources[resource.ListenerType], b.listeners[k])

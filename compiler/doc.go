@@ -47,9 +47,10 @@
 //	SDS secrets "default" (workload certificate) and "ROOTCA" (trust bundle)
 //
 // A virtual host's domains are name, name.namespace, name.namespace.svc and
-// name.namespace.svc.cluster.local, each with ":<port>"; the service's
-// first HTTP/gRPC port also has them without a port (domains must be
-// unique in a route configuration). Stat prefixes are the resource names
+// name.namespace.svc.cluster.local, each with ":<port>"; one port also
+// has them without a port (domains must be unique in a route
+// configuration): port 80, else the first HTTP port, else the first gRPC
+// port. Stat prefixes are the resource names
 // with '|' and ':' replaced by '_'.
 //
 // # Outbound
@@ -93,12 +94,15 @@
 // admits anyone (explicit rules apply as written). On TCP ports allow
 // rules with methods or paths are left out and deny rules lose them.
 //
-// Rate limits: the service's is the filter's token bucket
-// (max_tokens=burst, tokens_per_fill=rps every second); a route's is
-// per-route config on the same match in "inbound|<port>" (which repeats
-// the service's routes up to the last rate-limited one), and replaces
-// the service's for that route. Inbound routes set no timeout: the
-// caller's route enforces it.
+// Rate limits: the local_ratelimit filter is in the chain when the service
+// or any of its routes has a limit; it has no bucket of its own. The
+// buckets (max_tokens=burst, tokens_per_fill=rps every second, enforced
+// for 100%) live in "inbound|<port>": the service's on the virtual host
+// (so a permissive port's two chains share one bucket, and a new limit
+// changes no listener), a route's on a route with the same match (the
+// service's routes are repeated up to the last rate-limited one), where it
+// replaces the service's. Inbound routes set no timeout: the caller's
+// route enforces it.
 //
 // # Provenance and determinism
 //

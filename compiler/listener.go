@@ -134,8 +134,9 @@ func (b *classBuilder) inboundHCM(port mesh.Port, prefix string, tls bool, deny,
 	}
 	filters = append(filters, b.httpFilter(filterRBAC, &rbachttpv3.RBAC{Rules: allow}))
 	if hasRateLimit(b.svc) {
-		filters = append(filters, b.httpFilter(filterLocalRateLimit,
-			localRateLimit(prefix+"_ratelimit", b.svc.RateLimit)))
+		// No bucket of its own: the buckets are in "inbound|<port>" (see
+		// inboundRouteConfig), shared by the port's chains.
+		filters = append(filters, b.httpFilter(filterLocalRateLimit, localRateLimit(prefix+"_ratelimit", nil)))
 	}
 	filters = append(filters, b.routerFilter())
 	h := hcm(prefix, InboundRouteName(port.Port), filters)

@@ -23,26 +23,45 @@ func (b *classBuilder) outboundRouteConfig(deps []*mesh.Service) (*routev3.Route
 		Metadata: b.servicePos(b.svc.Name).Metadata(),
 	}
 	for _, dep := range deps {
-		first := true
+		bare, _ := barePort(dep)
 		for _, port := range dep.PortList() {
 			if !isHTTP(port) {
 				continue
 			}
-			vh, err := b.outboundVirtualHost(dep, port, first)
+			vh, err := b.outboundVirtualHost(dep, port, port.Port == bare.Port)
 			if err != nil {
 				return nil, err
 			}
-			first = false
 			rc.VirtualHosts = append(rc.VirtualHosts, vh)
 		}
 	}
 	return rc, nil
 }
 
+// barePort is the port a request without a port in its Host reaches: port
+// 80 if the service has it for HTTP/gRPC, else its first HTTP port, else
+// its first gRPC port (gRPC clients always send the port in :authority).
+func barePort(s *mesh.Service) (mesh.Port, bool) {
+	ports := s.PortList()
+	for _, p := range ports {
+		if p.Port == 80 && isHTTP(p) {
+			return p, true
+		}
+	}
+	for _, proto := range []mesh.Protocol{mesh.HTTP, mesh.GRPC} {
+		for _, p := range ports {
+			if p.Protocol == proto {
+				return p, true
+			}
+		}
+	}
+	return mesh.Port{}, false
+}
+
 // domains are the names a dependency port is reached by: the short name,
 // name.namespace, name.namespace.svc and the FQDN, each with ":<port>";
-// the service's first HTTP/gRPC port also gets them without a port (Envoy
-// needs every domain to be unique in a route configuration).
+// the barePort also gets them without a port (Envoy needs every domain to
+// be unique in a route configuration).
 func domains(s *mesh.Service, port uint32, bare bool) []string {
 	names := []string{s.Name, s.Host(), s.Host() + ".svc", s.FQDN()}
 	var out []string
@@ -263,17 +282,27 @@ func routeMatch(m mesh.Match) *routev3.RouteMatch {
 	return rm
 }
 
-// inboundRouteConfig is "inbound|<port>": everything goes to the app. The
-// service's routes are repeated (same matches, same order) only up to the
-// last one with a rate limit, which they carry as per-route local rate
-// limit configuration; the rest is one catch-all. The inbound side sets no
-// timeout of its own: the caller's route enforces it.
+// inboundRouteConfig is "inbound|<port>": everything goes to the app.
+//
+// It holds the local rate limit buckets. The service's bucket is the
+// virtual host's local_ratelimit config: one bucket per port whatever the
+// number of filter chains (a permissive port has two), and changing it
+// changes no listener (a listener update drains connections). The
+// service's routes are repeated (same matches, same order) up to the last
+// one with a rate limit, which carries its own bucket; that bucket replaces
+// the service's for the route. The rest is one catch-all. The inbound side
+// sets no timeout of its own: the caller's route enforces it.
 func (b *classBuilder) inboundRouteConfig(port mesh.Port, cluster string) *routev3.RouteConfiguration {
 	name := InboundRouteName(port.Port)
 	vh := &routev3.VirtualHost{
 		Name:     name,
 		Domains:  []string{"*"},
 		Metadata: b.servicePos(b.svc.Name).Metadata(),
+	}
+	if b.svc.RateLimit != nil {
+		vh.TypedPerFilterConfig = map[string]*anypb.Any{
+			filterLocalRateLimit: b.any(localRateLimit(statPrefix(name)+"_ratelimit", b.svc.RateLimit)),
+		}
 	}
 	last := -1
 	for i, r := range b.svc.Routes {

@@ -1,0 +1,251 @@
+package compiler
+
+import (
+	"github.com/weft-dev/weft/schema/mesh"
+)
+
+// testCase is a small mesh that exercises one feature. Its golden output
+// is testdata/golden/<name>/<class>.yaml.
+type testCase struct {
+	name  string
+	build func() (*mesh.Model, Endpoints)
+}
+
+func model(svcs ...*mesh.Service) func() (*mesh.Model, Endpoints) {
+	return func() (*mesh.Model, Endpoints) { return newModel(svcs...), nil }
+}
+
+// cases builds fresh models on every call (tests may shuffle them).
+func cases() []testCase {
+	return []testCase{
+		{"basic", model(
+			calls(svc("frontend", 8080), "reviews"),
+			svc("reviews", 9080, "v1", "v2"),
+		)},
+		{"split", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080, "v1", "v2", "v3")
+			rv.Routes = []mesh.Route{
+				{Name: "pinned", Match: prefix("/pinned"), To: map[string]int{"v1": 100, "v2": 0}},
+				{Name: "canary", Match: mesh.Match{Headers: map[string]mesh.StringMatch{"x-canary": {Exact: ptr("1")}}}, To: map[string]int{"v3": 100}},
+				{Name: "split", Match: prefix("/"), To: map[string]int{"v1": 80, "v2": 20, "v3": 0}},
+			}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
+		{"header-match", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080, "v1", "v2")
+			rv.Routes = []mesh.Route{
+				{Name: "health", Match: mesh.Match{Path: &mesh.StringMatch{Exact: ptr("/healthz")}, Methods: []string{"GET"}}, To: map[string]int{"v1": 100}},
+				{Name: "api", Match: mesh.Match{
+					Path: &mesh.StringMatch{Regex: ptr("^/api/v[0-9]+/.*")},
+					Headers: map[string]mesh.StringMatch{
+						"x-user":  {Prefix: ptr("admin-")},
+						"X-Debug": {Present: ptr(true)},
+						"x-trace": {Regex: ptr("^[a-f0-9]{16}$")},
+					},
+				}, To: map[string]int{"v2": 100}},
+				{Name: "writes", Match: mesh.Match{Methods: []string{"POST", "PUT", "DELETE"}}, To: map[string]int{"v1": 100}},
+			}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
+		{"retries", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080)
+			rv.Retries = &mesh.Retries{Attempts: 3, On: []string{"5xx", "gateway-error"}, PerTryTimeout: dur("250ms")}
+			rv.Routes = []mesh.Route{
+				{Name: "no-retry", Match: prefix("/pay"), Retries: &mesh.Retries{Attempts: 0}},
+				{Name: "hard", Match: prefix("/flaky"), Retries: &mesh.Retries{Attempts: 5, On: []string{"reset", "retriable-4xx"}, PerTryTimeout: dur("1s")}},
+			}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
+		{"timeout", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080)
+			rv.Timeout = dur("3s")
+			rv.Routes = []mesh.Route{{Name: "fast", Match: prefix("/fast"), Timeout: dur("500ms")}}
+			// ratings keeps the mesh default (15s).
+			return newModel(calls(svc("frontend", 8080), "reviews", "ratings"), rv, svc("ratings", 9090)), nil
+		}},
+		{"ratelimit-service", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080)
+			rv.RateLimit = &mesh.RateLimit{RequestsPerSecond: 100, Burst: 200}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
+		{"ratelimit-route", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080)
+			rv.Routes = []mesh.Route{
+				{Name: "search", Match: prefix("/search"), RateLimit: &mesh.RateLimit{RequestsPerSecond: 10}},
+				{Name: "static", Match: prefix("/static")},
+				{Name: "api", Match: mesh.Match{Path: &mesh.StringMatch{Prefix: ptr("/api")}, Methods: []string{"POST"}}, RateLimit: &mesh.RateLimit{RequestsPerSecond: 50, Burst: 100}},
+				{Name: "rest", Match: prefix("/rest")},
+			}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
+		{"ratelimit-both", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080)
+			rv.RateLimit = &mesh.RateLimit{RequestsPerSecond: 100}
+			rv.Routes = []mesh.Route{
+				{Name: "expensive", Match: prefix("/expensive"), RateLimit: &mesh.RateLimit{RequestsPerSecond: 5}},
+				{Name: "all", Match: prefix("/")},
+			}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
+		{"headers", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080)
+			rv.Headers = &mesh.Headers{
+				Request: &mesh.HeaderOps{
+					Set:    map[string]string{"x-mesh": "shop"},
+					Add:    map[string]string{"X-Via": "weft"},
+					Remove: []string{"x-internal-token"},
+				},
+				Response: &mesh.HeaderOps{
+					Preset: "security",
+					Set:    map[string]string{"x-frame-options": "SAMEORIGIN"},
+					Remove: []string{"server"},
+				},
+			}
+			rv.Routes = []mesh.Route{{
+				Name:    "tagged",
+				Match:   prefix("/"),
+				Headers: &mesh.Headers{Request: &mesh.HeaderOps{Set: map[string]string{"x-mesh-route": "default"}}, Response: &mesh.HeaderOps{Add: map[string]string{"cache-control": "no-store"}}},
+			}}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
+		{"fault", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080)
+			rv.Routes = []mesh.Route{
+				{Name: "chaos", Match: prefix("/chaos"), Fault: &mesh.Fault{
+					Delay: &mesh.FaultDelay{Percent: 5, Duration: *dur("1s")},
+					Abort: &mesh.FaultAbort{Percent: 0.5, Status: 503},
+				}},
+				{Name: "broken", Match: prefix("/broken"), Fault: &mesh.Fault{Abort: &mesh.FaultAbort{Percent: 100, Status: 500}}},
+			}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
+		{"mirror", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080)
+			rv.Routes = []mesh.Route{
+				{Name: "shadowed", Match: prefix("/v2"), Mirror: &mesh.Mirror{To: "reviews-next", Version: "v2", Percent: 12.5}},
+				{Name: "all", Match: prefix("/"), Mirror: &mesh.Mirror{To: "audit", Percent: 100}},
+			}
+			audit := withPorts(svc("audit", 7070), mesh.Port{Name: "admin", Port: 7000, Protocol: mesh.TCP}, mesh.Port{Name: "http", Port: 7070, Protocol: mesh.HTTP})
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv, svc("reviews-next", 9080, "v1", "v2"), audit), nil
+		}},
+		{"circuit-breaker", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080)
+			rv.CircuitBreaker = &mesh.CircuitBreaker{MaxConnections: ptr[uint32](1000), MaxPendingRequests: ptr[uint32](100), MaxRequests: ptr[uint32](1000), MaxRetries: ptr[uint32](3)}
+			m := newModel(calls(svc("frontend", 8080), "reviews", "ratings"), rv, svc("ratings", 9090))
+			// ratings inherits the mesh default.
+			m.Defaults.CircuitBreaker = &mesh.CircuitBreaker{MaxPendingRequests: ptr[uint32](50)}
+			m.Services["ratings"].CircuitBreaker = nil
+			resolveLikeLoader(m)
+			return m, nil
+		}},
+		{"outlier-detection", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080)
+			rv.OutlierDetection = &mesh.OutlierDetection{
+				Consecutive5xx:           ptr[uint32](5),
+				ConsecutiveGatewayErrors: ptr[uint32](3),
+				Interval:                 dur("10s"),
+				BaseEjectionTime:         dur("30s"),
+				MaxEjectionPercent:       ptr(50.0),
+			}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
+		{"authz-allow", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080)
+			rv.Authz = &mesh.Authz{AllowSet: true, Allow: []mesh.AuthzRule{
+				{From: []string{"frontend"}, Methods: []string{"GET"}, Paths: []string{"/reviews/*", "/health"}},
+				{From: []string{"admin", "batch"}, Paths: []string{"*"}},
+				{From: []string{"*"}, Methods: []string{"OPTIONS"}},
+				{Paths: []string{"/public/*"}},
+			}}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv, svc("admin", 8000), svc("batch", 8001)), nil
+		}},
+		{"authz-deny", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080)
+			rv.Authz = &mesh.Authz{Deny: []mesh.AuthzRule{
+				{From: []string{"batch"}, Paths: []string{"/admin/*"}},
+				{Methods: []string{"DELETE"}},
+			}}
+			return newModel(calls(svc("frontend", 8080), "reviews"), calls(svc("batch", 8001), "reviews"), rv), nil
+		}},
+		{"authz-deny-all", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080)
+			rv.Authz = &mesh.Authz{AllowSet: true}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
+		{"authz-default", model(
+			calls(svc("frontend", 8080), "reviews"),
+			calls(svc("batch", 8001), "reviews"),
+			svc("reviews", 9080),
+			svc("admin", 8000), // calls nothing, is not allowed in
+		)},
+		{"mtls-strict", model(
+			calls(svc("frontend", 8080), "reviews"),
+			svc("reviews", 9080),
+		)},
+		{"mtls-permissive", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080)
+			rv.MTLS = mesh.MTLSPermissive
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
+		{"mtls-disable", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080)
+			rv.MTLS = mesh.MTLSDisable
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
+		{"edge", func() (*mesh.Model, Endpoints) {
+			fe := calls(svc("frontend", 8080), "reviews")
+			fe.Edge = true
+			return newModel(fe, svc("reviews", 9080)), nil
+		}},
+		{"grpc", func() (*mesh.Model, Endpoints) {
+			ratings := withPorts(svc("ratings", 50051, "v1", "v2"),
+				mesh.Port{Name: "grpc", Port: 50051, Protocol: mesh.GRPC},
+				mesh.Port{Name: "metrics", Port: 9102, Protocol: mesh.HTTP})
+			ratings.Routes = []mesh.Route{
+				{Name: "stream", Match: prefix("/ratings.v1.Ratings/Watch"), To: map[string]int{"v2": 100}, Timeout: dur("0s")},
+				{Name: "split", Match: prefix("/"), To: map[string]int{"v1": 50, "v2": 50}},
+			}
+			ratings.RateLimit = &mesh.RateLimit{RequestsPerSecond: 1000}
+			return newModel(calls(svc("reviews", 9080), "ratings"), ratings), nil
+		}},
+		{"tcp", func() (*mesh.Model, Endpoints) {
+			db := withPorts(svc("db", 5432), mesh.Port{Name: "postgres", Port: 5432, Protocol: mesh.TCP})
+			db.Authz = &mesh.Authz{
+				AllowSet: true,
+				Allow: []mesh.AuthzRule{
+					{From: []string{"reviews"}},
+					{From: []string{"frontend"}, Paths: []string{"/never"}}, // HTTP-only: left out on TCP
+				},
+				Deny: []mesh.AuthzRule{{From: []string{"batch"}, Methods: []string{"DELETE"}}}, // applies to all of batch's connections
+			}
+			cache := withPorts(svc("cache", 6379), mesh.Port{Name: "redis", Port: 6379, Protocol: mesh.TCP})
+			cache.MTLS = mesh.MTLSPermissive
+			return newModel(calls(svc("reviews", 9080), "db", "cache"), db, cache, svc("frontend", 8080), svc("batch", 8001)), nil
+		}},
+		{"scoping", model(
+			calls(svc("frontend", 8080), "reviews", "catalog"),
+			calls(svc("reviews", 9080, "v1", "v2"), "ratings"),
+			svc("catalog", 9090),
+			svc("ratings", 9091),
+			svc("admin", 8000),
+		)},
+		{"endpoints", func() (*mesh.Model, Endpoints) {
+			rv := withPorts(svc("reviews", 9080, "v1", "v2"),
+				mesh.Port{Name: "http", Port: 9080, Protocol: mesh.HTTP},
+				mesh.Port{Name: "grpc", Port: 9081, Protocol: mesh.GRPC})
+			m := newModel(calls(svc("frontend", 8080), "reviews"), rv)
+			// Out of order, duplicated, port 0 = the cluster's service port;
+			// v2 missing: no endpoints.
+			eps := Endpoints{"reviews": {"v1": {
+				{Host: "10.1.0.7", Port: 0}, {Host: "10.1.0.5", Port: 0}, {Host: "10.1.0.7", Port: 0}, {Host: "10.1.0.6", Port: 19080},
+			}}}
+			return m, eps
+		}},
+		{"static-dns", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080, "v1", "v2")
+			rv.Versions["v1"].Endpoints = []string{"localhost:19080", "127.0.0.1:19081"}
+			rv.Versions["v2"].Endpoints = []string{"reviews-v2.vm.internal:9080"}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
+	}
+}
