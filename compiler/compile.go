@@ -95,7 +95,11 @@ func Compile(m *mesh.Model, eps Endpoints, opts Options) (*Result, error) {
 	if m == nil {
 		return nil, fmt.Errorf("compiler: nil model")
 	}
-	c := &compilation{m: m, svcs: resolve(m), eps: eps, opts: opts.withDefaults(m)}
+	opts = opts.withDefaults(m)
+	if opts.InboundPort == opts.OutboundPort {
+		return nil, fmt.Errorf("compiler: inbound and outbound port are both %d", opts.InboundPort)
+	}
+	c := &compilation{m: m, svcs: resolve(m), eps: eps, opts: opts}
 	c.revision = c.opts.Revision
 	res := &Result{}
 	for _, name := range m.ServiceNames() {

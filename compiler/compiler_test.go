@@ -224,6 +224,12 @@ func TestSnapshotConsistent(t *testing.T) {
 				t.Errorf("%s: %v", tc.name, err)
 				continue
 			}
+			// The proto constraints (protoc-gen-validate) Envoy checks too.
+			for _, r := range c.All() {
+				if err := r.(interface{ ValidateAll() error }).ValidateAll(); err != nil {
+					t.Errorf("%s/%s: %s: %v", tc.name, c.Name, cache.GetResourceName(r), err)
+				}
+			}
 			for _, typ := range ResourceTypes {
 				if got := s.GetVersion(typ); got != c.SnapshotVersion {
 					t.Errorf("%s/%s: %s version %q", tc.name, c.Name, typ, got)
@@ -327,6 +333,7 @@ func TestCompileErrors(t *testing.T) {
 			return newModel(calls(svc("app", 8080), "a", "b"), a, b)
 		},
 		"port is the inbound port": func() *mesh.Model { return newModel(svc("app", 15006)) },
+		"port is the outbound port": func() *mesh.Model { return newModel(svc("app", 15001)) },
 		"unknown call":             func() *mesh.Model { return newModel(calls(svc("app", 8080), "nope")) },
 		"mirror to a tcp service": func() *mesh.Model {
 			rv := svc("reviews", 9080)
