@@ -332,9 +332,9 @@ func TestCompileErrors(t *testing.T) {
 			b := withPorts(svc("b", 5432), mesh.Port{Name: "pg", Port: 5432, Protocol: mesh.TCP})
 			return newModel(calls(svc("app", 8080), "a", "b"), a, b)
 		},
-		"port is the inbound port": func() *mesh.Model { return newModel(svc("app", 15006)) },
+		"port is the inbound port":  func() *mesh.Model { return newModel(svc("app", 15006)) },
 		"port is the outbound port": func() *mesh.Model { return newModel(svc("app", 15001)) },
-		"unknown call":             func() *mesh.Model { return newModel(calls(svc("app", 8080), "nope")) },
+		"unknown call":              func() *mesh.Model { return newModel(calls(svc("app", 8080), "nope")) },
 		"mirror to a tcp service": func() *mesh.Model {
 			rv := svc("reviews", 9080)
 			rv.Routes = []mesh.Route{{Match: prefix("/"), Mirror: &mesh.Mirror{To: "db", Percent: 1}}}
