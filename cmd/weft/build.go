@@ -1,7 +1,109 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weft-dev/weft/compiler"
+	"github.com/weft-dev/weft/schema"
+)
 
 func newBuildCmd() *cobra.Command {
-	return &cobra.Command{Use: "build DIR", Hidden: true}
+	var (
+		env, out, revision string
+		boot               compiler.BootstrapOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "build DIR -o OUT",
+		Short: "Compile a mesh into Envoy configuration files",
+		Long: `build vets DIR (like weft vet) and compiles it into one configuration per
+proxy class (a service version). For each class it writes to OUT/<class>/:
+
+  listeners.yaml routes.yaml clusters.yaml endpoints.yaml   the xDS resources
+  bootstrap.yaml   a complete static Envoy bootstrap holding them all,
+                   runnable with "envoy -c" (certificates still come from
+                   the agent's SDS socket)
+
+and OUT/summary.txt with the classes, resource counts and snapshot versions.
+Endpoints are the static endpoints of the definition. The same input always
+gives the same bytes. OUT is replaced if it holds a previous build; any other
+non-empty directory is refused.`,
+		Example: `  weft build environments --env prod -o out/prod
+  envoy --mode validate -c out/prod/reviews-v2/bootstrap.yaml`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return fmt.Errorf("build: -o OUT is required")
+			}
+			m, err := loadModel(args[0], env, revision)
+			if err != nil {
+				if schema.IsErrors(err) {
+					printLoadError(cmd.ErrOrStderr(), args[0], env, err)
+					return exitError{1}
+				}
+				return err
+			}
+			res, err := compiler.Compile(m, nil, compiler.Options{})
+			if err != nil {
+				return fmt.Errorf("compile: %w", err)
+			}
+			files, err := compiler.Tree(res, boot)
+			if err != nil {
+				return fmt.Errorf("compile: %w", err)
+			}
+			if err := writeTree(out, files); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "revision %s, environment %s -> %s\n\n%s", m.Revision, envLabel(env), out, files[compiler.SummaryFile])
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&env, "env", "", "environment to unify with the base (DIR/environments/ENV or DIR/ENV)")
+	f.StringVarP(&out, "output", "o", "", "output directory")
+	f.StringVar(&revision, "revision", "", `source revision recorded in versions and provenance (default: git HEAD of DIR, "-dirty" if modified, or "local")`)
+	f.Uint32Var(&boot.AdminPort, "admin-port", compiler.DefaultAdminPort, "Envoy admin port in the bootstraps (127.0.0.1)")
+	f.StringVar(&boot.SDSSocket, "sds-socket", compiler.DefaultSDSSocket, "unix socket of the agent's SDS server in the bootstraps")
+	return cmd
+}
+
+// writeTree writes files into a fresh sibling directory and swaps it in,
+// so that OUT never holds a mix of two builds.
+func writeTree(out string, files map[string][]byte) error {
+	if entries, err := os.ReadDir(out); err == nil && len(entries) > 0 {
+		if _, err := os.Stat(filepath.Join(out, compiler.SummaryFile)); err != nil {
+			return fmt.Errorf("build: %s is not empty and holds no previous build (no %s); choose another -o", out, compiler.SummaryFile)
+		}
+	}
+	parent := filepath.Dir(filepath.Clean(out))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	tmp, err := os.MkdirTemp(parent, ".weft-build-")
+	if err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	for _, name := range schema.SortedNames(files) {
+		p := filepath.Join(tmp, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
+		if err := os.WriteFile(p, files[name], 0o644); err != nil {
+			return fmt.Errorf("build: %w", err)
+		}
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	if err := os.RemoveAll(out); err != nil {
+		return fmt.Errorf("build: replace %s: %w", out, err)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	return nil
 }
