@@ -23,7 +23,7 @@ PKGS ?= ./...
 TEST_FLAGS ?=
 export TEST_TIMEOUT FUZZTIME PKGS TEST_FLAGS
 
-.PHONY: all tools tool-versions test fmtcheck vet unit fuzz fuzz-list bench build fmt clean help
+.PHONY: all tools tool-versions test fmtcheck vet unit fuzz fuzz-list bench benchmarks build fmt clean help
 
 all: tools test build
 
@@ -32,6 +32,7 @@ help:
 	@echo 'make test    gofmt check, go vet, go test -race, fuzz each target for $$FUZZTIME'
 	@echo 'make fmtcheck | vet | unit | fuzz   one stage of make test'
 	@echo 'make bench   go test -bench=. -benchmem ./..., raw output in out/bench/'
+	@echo 'make benchmarks  regenerate BENCHMARKS.md (scripts/benchmarks.sh)'
 	@echo 'make build   bin/weft'
 	@echo 'make fmt     gofmt -w the repo'
 
@@ -72,3 +73,6 @@ fmt:
 
 clean:
 	rm -rf bin out
+
+benchmarks:
+	scripts/benchmarks.sh
