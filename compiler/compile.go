@@ -71,6 +71,8 @@ type Class struct {
 	SnapshotVersion string
 	// Resources by go-control-plane type URL: the four of ResourceTypes,
 	// always present (possibly empty), each list sorted by resource name.
+	// The messages may be shared with other classes of the same service:
+	// treat them as immutable and proto.Clone before patching one.
 	Resources map[resource.Type][]types.Resource
 }
 
@@ -107,12 +109,21 @@ func Compile(m *mesh.Model, eps Endpoints, opts Options) (*Result, error) {
 		if svc == nil {
 			return nil, fmt.Errorf("compiler: service %q is nil", name)
 		}
-		for _, v := range svc.VersionNames() {
-			cl, err := c.class(svc, v)
-			if err != nil {
-				return nil, fmt.Errorf("compiler: class %s: %w", ClassName(name, v), err)
-			}
-			res.Classes = append(res.Classes, cl)
+		// Nothing a class receives depends on its version yet, so the
+		// versions of a service share one compilation (and one snapshot
+		// version: a proxy moving between them sees no change).
+		versions := svc.VersionNames()
+		if len(versions) == 0 {
+			continue
+		}
+		first, err := c.class(svc, versions[0])
+		if err != nil {
+			return nil, fmt.Errorf("compiler: class %s: %w", ClassName(name, versions[0]), err)
+		}
+		for _, v := range versions {
+			cl := *first
+			cl.Name, cl.Version = ClassName(name, v), v
+			res.Classes = append(res.Classes, &cl)
 		}
 	}
 	sort.Slice(res.Classes, func(i, j int) bool { return res.Classes[i].Name < res.Classes[j].Name })
