@@ -76,3 +76,8 @@ clean:
 
 benchmarks:
 	scripts/benchmarks.sh
+
+# Regenerate the committed Go code of weft's gRPC APIs (reconciler/api/**.proto).
+.PHONY: proto
+proto:
+	scripts/gen-proto.sh
