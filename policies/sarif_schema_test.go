@@ -1,0 +1,3 @@
+package policies
+
+import _ "github.com/santhosh-tekuri/jsonschema/v6"
