@@ -264,43 +264,12 @@ func isHTTP(p mesh.Port) bool { return p.Protocol != mesh.TCP }
 // again, defensively, so that it never emits a half-configured resource
 // for a hand-built model.
 func resolve(m *mesh.Model) map[string]*mesh.Service {
-	d := m.Defaults
 	out := make(map[string]*mesh.Service, len(m.Services))
 	for name, s := range m.Services {
 		if s == nil {
 			continue
 		}
-		r := *s
-		r.Name = name
-		if r.Namespace == "" {
-			r.Namespace = d.Namespace
-		}
-		if r.Namespace == "" {
-			r.Namespace = "default"
-		}
-		if r.ServiceAccount == "" {
-			r.ServiceAccount = name
-		}
-		if r.MTLS == "" {
-			r.MTLS = d.MTLS
-		}
-		if r.MTLS == "" {
-			r.MTLS = mesh.MTLSStrict
-		}
-		if r.Timeout == nil && d.Timeout.Duration != 0 {
-			t := d.Timeout
-			r.Timeout = &t
-		}
-		if r.Retries == nil {
-			rt := d.Retries
-			r.Retries = &rt
-		}
-		if r.CircuitBreaker == nil {
-			r.CircuitBreaker = d.CircuitBreaker
-		}
-		if r.OutlierDetection == nil {
-			r.OutlierDetection = d.OutlierDetection
-		}
+		r := mesh.Resolve(name, *s, m.Defaults)
 		out[name] = &r
 	}
 	return out

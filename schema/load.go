@@ -216,38 +216,8 @@ func decode(v cue.Value, root string) (*mesh.Model, error) {
 // resolveDefaults fills every field a service left unset from the mesh
 // defaults, so that consumers never consult Defaults.
 func resolveDefaults(m *mesh.Model) {
-	d := m.Defaults
 	for name, s := range m.Services {
-		if s.Namespace == "" {
-			s.Namespace = d.Namespace
-		}
-		if s.ServiceAccount == "" {
-			s.ServiceAccount = name
-		}
-		if s.MTLS == "" {
-			s.MTLS = d.MTLS
-		}
-		if s.Timeout == nil {
-			t := d.Timeout
-			s.Timeout = &t
-		}
-		if s.Retries == nil {
-			r := d.Retries
-			s.Retries = &r
-		}
-		if s.CircuitBreaker == nil {
-			s.CircuitBreaker = d.CircuitBreaker
-		}
-		if s.OutlierDetection == nil {
-			s.OutlierDetection = d.OutlierDetection
-		}
-		for pn, p := range s.Ports {
-			p.Name = pn
-			s.Ports[pn] = p
-		}
-		for vn, ver := range s.Versions {
-			ver.Name = vn
-		}
+		*s = mesh.Resolve(name, *s, m.Defaults)
 	}
 }
 
