@@ -1,0 +1,302 @@
+package xds
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/weft-dev/weft/compiler"
+	"github.com/weft-dev/weft/reconciler/api/status"
+	"github.com/weft-dev/weft/schema"
+)
+
+// Publish swaps in revision rev: every class of res, for every node. All
+// snapshots (every class, and every connected node's variant) are built
+// and checked first; if any fails, nothing served changes and the error is
+// returned (and recorded as the last attempt, step "publish").
+func (s *Server) Publish(rev string, res *compiler.Result) error {
+	s.pubMu.Lock()
+	defer s.pubMu.Unlock()
+	err := s.publish(rev, res)
+	if err != nil {
+		s.RecordFailure(rev, status.StepPublish, err)
+	}
+	return err
+}
+
+type nodePlan struct {
+	n       *node
+	class   *compiler.Class
+	snap    *cache.Snapshot
+	changed map[string]bool
+}
+
+func (s *Server) publish(rev string, res *compiler.Result) error {
+	if res == nil {
+		return errors.New("publish: no compiled result")
+	}
+	next := make(map[string]*served, len(res.Classes))
+	for _, c := range res.Classes {
+		if c == nil {
+			return errors.New("publish: nil class")
+		}
+		if next[c.Name] != nil {
+			return fmt.Errorf("publish: class %s appears twice", c.Name)
+		}
+		snap, err := c.Snapshot()
+		if err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		next[c.Name] = &served{class: c, snap: snap}
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Plan every node's new snapshot before setting any.
+	ids := make([]string, 0, len(s.nodes))
+	for id, n := range s.nodes {
+		if n.streams > 0 {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	changedByClass := map[string]map[string]bool{}
+	var plans []nodePlan
+	var missing []*node
+	for _, id := range ids {
+		n := s.nodes[id]
+		cur := next[n.class]
+		if cur == nil {
+			missing = append(missing, n)
+			continue
+		}
+		p := nodePlan{n: n, class: cur.class, snap: cur.snap}
+		if s.opts.PerNode != nil {
+			c, snap, err := s.variant(n.meta, cur)
+			if err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+			p.class, p.snap = c, snap
+		}
+		if n.cls != nil {
+			if p.class == cur.class && s.classes[n.class] != nil && n.cls == s.classes[n.class].class {
+				ch, ok := changedByClass[n.class]
+				if !ok {
+					ch = changedTypes(n.cls, p.class)
+					changedByClass[n.class] = ch
+				}
+				p.changed = ch
+			} else {
+				p.changed = changedTypes(n.cls, p.class)
+			}
+		}
+		plans = append(plans, p)
+	}
+
+	// Commit.
+	s.classes = next
+	s.revision = rev
+	s.servedSince = s.opts.Now()
+	for _, p := range plans {
+		s.set(p.n, p.class, p.snap, p.changed)
+	}
+	for _, n := range missing {
+		if n.cls != nil {
+			n.err = fmt.Sprintf("revision %s has no proxy class %q; still serving %s", rev, n.class, n.version)
+		} else {
+			n.err = fmt.Sprintf("unknown proxy class %q: revision %s has no such class", n.class, rev)
+		}
+		s.log.Warn("proxy's class is not in the revision", "node", n.id, "class", n.class, "revision", rev)
+	}
+	s.recordAttempt(&status.Attempt{Revision: rev, At: s.servedSince})
+	s.log.Info("revision served", "revision", rev, "classes", len(next), "proxies", len(plans))
+	return nil
+}
+
+// changedTypes lists the types whose resources differ between a and b.
+func changedTypes(a, b *compiler.Class) map[string]bool {
+	out := map[string]bool{}
+	if a == b {
+		return out
+	}
+	for _, t := range compiler.ResourceTypes {
+		if !sameResources(a.Resources[t], b.Resources[t]) {
+			out[t] = true
+		}
+	}
+	return out
+}
+
+func sameResources(a, b []types.Resource) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	byName := make(map[string]types.Resource, len(a))
+	for _, r := range a {
+		byName[cache.GetResourceName(r)] = r
+	}
+	for _, r := range b {
+		o, ok := byName[cache.GetResourceName(r)]
+		if !ok || (o != r && !proto.Equal(o, r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// nacked records a NACK of response r; s.mu is held.
+func (s *Server) nacked(n *node, typeURL string, r sentResponse, msg string) {
+	nack := &status.NACK{Version: r.version, TypeURL: typeURL, At: s.opts.Now(), Message: msg}
+	cls := n.cls
+	if n.prev != nil && n.prev.SnapshotVersion == r.version && (cls == nil || cls.SnapshotVersion != r.version) {
+		cls = n.prev
+	}
+	if cls != nil && cls.SnapshotVersion == r.version {
+		if name, res := culprit(cls, n.acked, typeURL, r.names, msg); res != nil {
+			nack.Resource = name
+			nack.Provenance = provenance(cls, typeURL, name, res)
+		}
+	}
+	n.nack, n.nackFor = nack, r.version
+	s.log.Warn("proxy rejected a response (NACK)", "node", n.id, "class", n.class, "type", typeURL, "version", r.version, "resource", nack.Resource, "error", msg)
+}
+
+// culprit tells which resource of a NACKed response Envoy rejected: the
+// one named in the message (the longest name that occurs), else the only
+// resource of the response, else the only one that changed since the last
+// ACKed class.
+func culprit(cls, acked *compiler.Class, typeURL string, names []string, msg string) (string, types.Resource) {
+	all := map[string]types.Resource{}
+	for _, r := range cls.Resources[typeURL] {
+		all[cache.GetResourceName(r)] = r
+	}
+	if names == nil {
+		for name := range all {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	best := ""
+	for _, name := range names {
+		if all[name] != nil && strings.Contains(msg, name) && len(name) > len(best) {
+			best = name
+		}
+	}
+	if best != "" {
+		return best, all[best]
+	}
+	if len(names) == 1 && all[names[0]] != nil {
+		return names[0], all[names[0]]
+	}
+	if acked != nil {
+		old := map[string]types.Resource{}
+		for _, r := range acked.Resources[typeURL] {
+			old[cache.GetResourceName(r)] = r
+		}
+		var diff []string
+		for _, name := range names {
+			if o := old[name]; all[name] != nil && (o == nil || !proto.Equal(withoutRevision(o), withoutRevision(all[name]))) {
+				diff = append(diff, name)
+			}
+		}
+		if len(diff) == 1 {
+			return diff[0], all[diff[0]]
+		}
+	}
+	return "", nil
+}
+
+// provenance reads a resource's provenance; a load assignment has none of
+// its own and takes its cluster's.
+func provenance(cls *compiler.Class, typeURL, name string, r types.Resource) *status.Provenance {
+	if typeURL == resource.EndpointType {
+		r = nil
+		for _, c := range cls.Resources[resource.ClusterType] {
+			if cache.GetResourceName(c) == name {
+				r = c
+			}
+		}
+	}
+	m, ok := r.(interface{ GetMetadata() *corev3.Metadata })
+	if !ok {
+		return nil
+	}
+	p, ok := compiler.ProvenanceOf(m.GetMetadata())
+	if !ok {
+		return nil
+	}
+	return &status.Provenance{Service: p.Service, File: p.File, Line: p.Line, Revision: p.Revision}
+}
+
+// ProblemLister is an error that carries positioned problems (a vet step
+// may return one; schema.Errors is understood directly).
+type ProblemLister interface {
+	error
+	Problems() []status.Problem
+}
+
+// Problems are the positioned problems of err: schema errors, or an error
+// implementing ProblemLister, anywhere in its chain; nil otherwise.
+func Problems(err error) []status.Problem {
+	var se schema.Errors
+	if errors.As(err, &se) {
+		out := make([]status.Problem, 0, len(se))
+		for _, e := range se {
+			out = append(out, status.Problem{File: e.Pos.File, Line: e.Pos.Line, Column: e.Pos.Column, Path: e.Path, Message: e.Msg, Fix: e.Fix})
+		}
+		return out
+	}
+	var pl ProblemLister
+	if errors.As(err, &pl) {
+		return pl.Problems()
+	}
+	return nil
+}
+
+// withoutRevision is a copy of r without the revision in its provenance
+// metadata (at any depth, outside Any values): every resource carries its
+// revision, so two revisions differ everywhere unless it is ignored.
+func withoutRevision(r types.Resource) proto.Message {
+	c := proto.Clone(r)
+	stripRevision(c.ProtoReflect())
+	return c
+}
+
+func stripRevision(m protoreflect.Message) {
+	if md, ok := m.Interface().(*corev3.Metadata); ok {
+		if p := md.GetFilterMetadata()[compiler.ProvenanceKey]; p != nil {
+			delete(p.Fields, "revision")
+		}
+		return
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() != protoreflect.MessageKind && fd.Kind() != protoreflect.GroupKind {
+			return true
+		}
+		switch {
+		case fd.IsList():
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				stripRevision(l.Get(i).Message())
+			}
+		case fd.IsMap():
+			if fd.MapValue().Kind() == protoreflect.MessageKind {
+				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
+					stripRevision(mv.Message())
+					return true
+				})
+			}
+		default:
+			stripRevision(v.Message())
+		}
+		return true
+	})
+}
