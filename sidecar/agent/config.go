@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+
+	"github.com/weft-dev/weft/compiler"
+	cav1 "github.com/weft-dev/weft/reconciler/api/ca/v1"
+)
+
+// Defaults of Config.
+const (
+	DefaultAdminPort      = compiler.DefaultAdminPort // 15000
+	DefaultHealthAddress  = "127.0.0.1:15021"
+	DefaultSocket         = compiler.DefaultSDSSocket // /var/run/weft/sds.sock
+	DefaultBootstrapPath  = "/var/run/weft/envoy.yaml"
+	DefaultRenewJitter    = 0.1
+	DefaultRestartBackoff = time.Second
+	MaxRestartBackoff     = 30 * time.Second
+	// XDSClusterName is the bootstrap cluster through which Envoy reaches
+	// the agent's ADS proxy.
+	XDSClusterName = "xds-grpc"
+)
+
+// Config is everything the agent needs; every field has a `weft agent`
+// flag of the same meaning (kebab-case name in brackets), except Log,
+// EnvoyOutput and StaticResources, which are for library callers:
+//
+//	--identity           Identity (spiffe://<td>/ns/<ns>/sa/<sa>)
+//	--class              Class
+//	--node-id            NodeID
+//	--node-meta k=v      NodeMetadata (repeatable)
+//	--ca-address         CAAddress
+//	--ca-server-name     CAServerName
+//	--trust-bundle       TrustBundleFile
+//	--token-file         TokenFile
+//	--cert-ttl           CertTTL
+//	--renew-jitter       RenewJitter
+//	--xds-address        XDSAddress
+//	--xds-server-name    XDSServerName
+//	--delta-xds          DeltaXDS
+//	--socket             Socket
+//	--bootstrap          BootstrapPath
+//	--admin-port         AdminPort
+//	--health-address     HealthAddress
+//	--envoy              EnvoyBinary
+//	--envoy-arg          EnvoyArgs (repeatable)
+//	--envoy-log-level    EnvoyLogLevel
+//	--drain-timeout      DrainTimeout (flag default 5s)
+//	--restart-backoff    RestartBackoff
+//	--ready-without-cert ReadyWithoutCert
+type Config struct {
+	// Identity is the workload's SPIFFE id: the CSR's only SAN.
+	Identity cav1.Identity
+	// Class is the proxy class ("<service>-<version>"): Envoy's
+	// node.cluster, which the xDS server uses to pick the class's config.
+	Class string
+	// NodeID is Envoy's node.id (default "<class>~<hostname>~<pid>").
+	NodeID string
+	// NodeMetadata is added to Envoy's node.metadata (as strings), next to
+	// "weft.identity" and "weft.class", which the agent sets.
+	NodeMetadata map[string]string
+
+	// CAAddress is the mesh CA's gRPC address (host:port).
+	CAAddress string
+	// CAServerName is the name the CA's serving certificate is verified
+	// against (default: the host of CAAddress).
+	CAServerName string
+	// TrustBundleFile is the mesh trust bundle (PEM roots), a public file:
+	// the agent verifies the CA and the xDS server with it.
+	TrustBundleFile string
+	// TokenFile holds the workload's bearer token (local mode: written by
+	// `weft up`, mode 0600). It is read again for every signing request.
+	TokenFile string
+	// CertTTL is the certificate lifetime asked of the CA (0: the CA's
+	// default, 24h). The CA clamps it to its own range.
+	CertTTL time.Duration
+	// RenewJitter: the certificate is renewed at half its remaining life
+	// less up to RenewJitter × life, at random (default 0.1).
+	RenewJitter float64
+
+	// XDSAddress is the control plane's xDS address (host:port), reached
+	// over mTLS with the workload certificate. Empty: no dynamic resources
+	// (a static bootstrap from StaticResources only).
+	XDSAddress string
+	// XDSServerName is the name the xDS server's certificate is verified
+	// against (default: the host of XDSAddress).
+	XDSServerName string
+	// DeltaXDS makes Envoy use incremental xDS (api_type DELTA_GRPC)
+	// instead of state of the world (GRPC).
+	DeltaXDS bool
+
+	// Socket is the unix socket on which the agent serves SDS and the ADS
+	// proxy to Envoy (mode 0600).
+	Socket string
+	// BootstrapPath is where the agent writes Envoy's bootstrap (YAML).
+	BootstrapPath string
+	// AdminPort is Envoy's admin port on 127.0.0.1 (default 15000).
+	AdminPort int
+	// HealthAddress is where the agent serves /ready and /healthz (default
+	// 127.0.0.1:15021; port 0 picks one, see Agent.HealthAddr).
+	HealthAddress string
+
+	// EnvoyBinary is the Envoy executable (default "envoy" on PATH).
+	EnvoyBinary string
+	// EnvoyArgs are appended to Envoy's command line.
+	EnvoyArgs []string
+	// EnvoyLogLevel is Envoy's --log-level (default "warning").
+	EnvoyLogLevel string
+	// DrainTimeout: on stop, Envoy's listeners drain gracefully this long
+	// before it gets SIGTERM (0: no drain).
+	DrainTimeout time.Duration
+	// RestartBackoff is the first delay before restarting an Envoy that
+	// died; it doubles up to 30s and resets after a minute of uptime
+	// (default 1s).
+	RestartBackoff time.Duration
+	// ReadyWithoutCert: readiness does not wait for Envoy's /certs to
+	// show the workload certificate (for classes whose config uses no
+	// mesh mTLS at all).
+	ReadyWithoutCert bool
+
+	// StaticResources are added to the bootstrap's static resources
+	// (library only: tests and proxies run from `weft build` bootstraps).
+	StaticResources *bootstrapv3.Bootstrap_StaticResources
+	// EnvoyOutput receives Envoy's stdout and stderr (library only;
+	// default os.Stderr).
+	EnvoyOutput io.Writer
+	// Log receives the agent's events (default: discard).
+	Log *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if err := c.Identity.Validate(); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if c.Class == "" {
+		return errors.New("agent: no class")
+	}
+	if c.CAAddress == "" || c.TrustBundleFile == "" || c.TokenFile == "" {
+		return errors.New("agent: CAAddress, TrustBundleFile and TokenFile are required")
+	}
+	if c.NodeID == "" {
+		host, _ := os.Hostname()
+		c.NodeID = fmt.Sprintf("%s~%s~%d", c.Class, host, os.Getpid())
+	}
+	if c.RenewJitter == 0 {
+		c.RenewJitter = DefaultRenewJitter
+	}
+	if c.RenewJitter < 0 || c.RenewJitter > 0.4 {
+		return fmt.Errorf("agent: RenewJitter %v outside [0, 0.4]", c.RenewJitter)
+	}
+	if c.Socket == "" {
+		c.Socket = DefaultSocket
+	}
+	if len(c.Socket) > 100 {
+		return fmt.Errorf("agent: socket path %q is too long for a unix socket", c.Socket)
+	}
+	if c.BootstrapPath == "" {
+		c.BootstrapPath = DefaultBootstrapPath
+	}
+	if c.AdminPort == 0 {
+		c.AdminPort = DefaultAdminPort
+	}
+	if c.HealthAddress == "" {
+		c.HealthAddress = DefaultHealthAddress
+	}
+	if c.EnvoyBinary == "" {
+		c.EnvoyBinary = "envoy"
+	}
+	if c.EnvoyLogLevel == "" {
+		c.EnvoyLogLevel = "warning"
+	}
+	if c.RestartBackoff == 0 {
+		c.RestartBackoff = DefaultRestartBackoff
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}

@@ -1,0 +1,108 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// readyPoll is how often the agent asks Envoy's admin whether it is ready.
+const readyPoll = 200 * time.Millisecond
+
+// checkEnvoy asks Envoy's admin whether it is ready to serve: /ready says
+// LIVE, /listeners has at least one listener, and /certs shows a
+// certificate with the workload's SPIFFE id (unless ReadyWithoutCert).
+// It returns "" when ready, else why not.
+func (a *Agent) checkEnvoy(client *http.Client) string {
+	base := "http://127.0.0.1:" + strconv.Itoa(a.cfg.AdminPort)
+	get := func(path string) (int, []byte, error) {
+		resp, err := client.Get(base + path)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		return resp.StatusCode, b, err
+	}
+	code, body, err := get("/ready")
+	if err != nil {
+		return "envoy admin unreachable: " + err.Error()
+	}
+	if code != http.StatusOK || strings.TrimSpace(string(body)) != "LIVE" {
+		return fmt.Sprintf("envoy not live: %d %s", code, strings.TrimSpace(string(body)))
+	}
+	code, body, err = get("/listeners?format=json")
+	if err != nil || code != http.StatusOK {
+		return fmt.Sprintf("envoy /listeners: %d %v", code, err)
+	}
+	var ls struct {
+		ListenerStatuses []json.RawMessage `json:"listener_statuses"`
+	}
+	if err := json.Unmarshal(body, &ls); err != nil {
+		return "envoy /listeners: " + err.Error()
+	}
+	if len(ls.ListenerStatuses) == 0 {
+		return "envoy has no listeners yet"
+	}
+	if a.cfg.ReadyWithoutCert {
+		return ""
+	}
+	code, body, err = get("/certs")
+	if err != nil || code != http.StatusOK {
+		return fmt.Sprintf("envoy /certs: %d %v", code, err)
+	}
+	if !certsShow(body, a.cfg.Identity.String()) {
+		return "envoy does not have the workload certificate yet"
+	}
+	return ""
+}
+
+// certsShow reports whether Envoy's /certs output holds a certificate
+// chain with URI SAN id.
+func certsShow(body []byte, id string) bool {
+	var certs struct {
+		Certificates []struct {
+			CertChain []struct {
+				SerialNumber    string `json:"serial_number"`
+				SubjectAltNames []struct {
+					URI string `json:"uri"`
+				} `json:"subject_alt_names"`
+			} `json:"cert_chain"`
+		} `json:"certificates"`
+	}
+	if json.Unmarshal(body, &certs) != nil {
+		return false
+	}
+	for _, c := range certs.Certificates {
+		for _, cc := range c.CertChain {
+			for _, san := range cc.SubjectAltNames {
+				if san.URI == id {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// serveHealth answers /ready (200 when Envoy is ready, 503 with the reason
+// otherwise) and /healthz (200 while the agent runs).
+func (a *Agent) healthHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
+		st := a.Status()
+		if !st.Ready {
+			http.Error(w, "not ready: "+st.Reason, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	return mux
+}
