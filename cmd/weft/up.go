@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weft-dev/weft/up"
+	"github.com/weft-dev/weft/up/demoapp"
+)
+
+func newUpCmd() *cobra.Command {
+	var (
+		o       up.Options
+		verbose bool
+	)
+	cmd := &cobra.Command{
+		Use:   "up DIR",
+		Short: "Run the mesh locally: control plane, and every workload with its agent and Envoy",
+		Long: `up runs DIR as a local mesh with no Kubernetes (docs/local-mode.md).
+
+It follows DIR — a git repository: every new commit of --branch; or a plain
+directory: every change of its CUE files — and runs each revision through
+load -> vet -> compile -> publish; a failing revision leaves the previous one
+serving (see weft status). It starts the mesh CA (root in --state-dir), the
+xDS server on 127.0.0.1 (mTLS) and the status endpoint, and for every replica
+of every service version: a loopback address 127.0.X.Y, a token file (0600),
+an agent + a real Envoy, and the app (the service's local.command, else
+"weft demo-app"). Apps reach their dependencies with HTTP_PROXY and plain
+http://<service>:<port>/ URLs. Ctrl-C stops everything.`,
+		Example: `  weft up environments/dev
+  weft up ./mesh --env prod --branch main`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Dir = args[0]
+			o.BranchSet = cmd.Flags().Changed("branch")
+			o.Out = cmd.OutOrStdout()
+			level := slog.LevelWarn
+			if verbose {
+				level = slog.LevelInfo
+			}
+			o.Log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			if o.Envoy == "" {
+				o.Envoy = findEnvoy()
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			m, err := up.Start(ctx, o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(o.Out, "weft up: status at http://%s/status (weft status --state-dir %s); Ctrl-C stops\n", m.StatusAddr(), o.StateDir)
+			<-ctx.Done()
+			fmt.Fprintln(o.Out, "weft up: stopping")
+			return m.Stop()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Env, "env", "", "environment overlay")
+	f.StringVar(&o.Branch, "branch", "main", "branch to follow when DIR is a git repository")
+	f.StringVar(&o.StateDir, "state-dir", ".weft", "CA root, tokens, sockets, logs")
+	f.DurationVar(&o.Poll, "poll", time.Second, "how often to look for a new commit or change")
+	f.StringVar(&o.IPBase, "ip-base", "127.0.1.1", "first loopback address of the instances")
+	f.StringVar(&o.StatusAddr, "status-addr", "127.0.0.1:0", "status endpoint address")
+	f.StringVar(&o.Envoy, "envoy", "", "envoy binary (default: .tools/bin/envoy, else envoy on PATH)")
+	f.DurationVar(&o.CertTTL, "cert-ttl", 0, "workload certificate lifetime (default: the CA's, 24h)")
+	f.BoolVar(&o.DeltaXDS, "delta", false, "Envoys use incremental xDS")
+	f.BoolVarP(&verbose, "verbose", "v", false, "log control-plane and agent events")
+	return cmd
+}
+
+// findEnvoy prefers the project's pinned Envoy.
+func findEnvoy() string {
+	if d := os.Getenv("WEFT_TOOLS_BIN"); d != "" {
+		return filepath.Join(d, "envoy")
+	}
+	if _, err := os.Stat(".tools/bin/envoy"); err == nil {
+		p, _ := filepath.Abs(".tools/bin/envoy")
+		return p
+	}
+	return "envoy"
+}
+
+func newStatusCmd() *cobra.Command {
+	var addr, stateDir string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the served revision, the last error and every proxy of a running weft up",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if addr == "" {
+				var err error
+				if addr, err = up.StatusAddr(stateDir); err != nil {
+					return err
+				}
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+			defer cancel()
+			st, err := up.FetchStatus(ctx, addr)
+			if err != nil {
+				return err
+			}
+			up.PrintStatus(cmd.OutOrStdout(), st, time.Now())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "", "status endpoint host:port (default: read from --state-dir)")
+	cmd.Flags().StringVar(&stateDir, "state-dir", ".weft", "state directory of weft up")
+	return cmd
+}
+
+func newDemoAppCmd() *cobra.Command {
+	c := demoapp.ConfigFromEnv()
+	cmd := &cobra.Command{
+		Use:   "demo-app",
+		Short: "The demo workload of weft up: echoes itself and the request, calls dependencies on ?call=",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return demoapp.ListenAndServe(ctx, c)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.Addr, "addr", c.Addr, "listen address (env WEFT_APP_ADDR, else 127.0.0.1:$PORT)")
+	f.StringVar(&c.Service, "service", c.Service, "service name (env WEFT_SERVICE)")
+	f.StringVar(&c.Version, "version", c.Version, "version (env WEFT_VERSION)")
+	f.StringVar(&c.Instance, "instance", c.Instance, "instance (env WEFT_INSTANCE)")
+	return cmd
+}
