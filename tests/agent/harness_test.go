@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -344,4 +345,25 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func httpGet(u string) (string, error) {
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get(u)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+func httpStatus(u string) int {
+	resp, err := (&http.Client{Timeout: 2 * time.Second}).Get(u)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
