@@ -200,6 +200,11 @@ func (s *Server) set(n *node, c *compiler.Class, snap *cache.Snapshot, changed m
 	}
 	n.cls, n.version, n.err = c, c.SnapshotVersion, ""
 	s.checkSynced(n)
+	if n.transport == status.TransportDelta {
+		if err := deltaVersions(snap); err != nil {
+			s.log.Error("building delta versions", "node", n.id, "error", err)
+		}
+	}
 	if err := s.cache.SetSnapshot(context.Background(), n.id, snap); err != nil {
 		// The simple cache only fails when a response cannot be built.
 		s.log.Error("setting snapshot", "node", n.id, "error", err)

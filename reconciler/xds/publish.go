@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -121,35 +122,85 @@ func (s *Server) publish(rev string, res *compiler.Result) error {
 	return nil
 }
 
-// changedTypes lists the types whose resources differ between a and b.
+// changedTypes lists the types whose resources differ between a and b:
+// what a delta stream is sent. A load assignment counts as changed when
+// its EDS cluster changed (see deltaVersions).
 func changedTypes(a, b *compiler.Class) map[string]bool {
 	out := map[string]bool{}
 	if a == b {
 		return out
 	}
+	var changedClusters map[string]bool
 	for _, t := range compiler.ResourceTypes {
-		if !sameResources(a.Resources[t], b.Resources[t]) {
+		ch := changedNames(a.Resources[t], b.Resources[t])
+		if len(ch) > 0 {
 			out[t] = true
+		}
+		if t == resource.ClusterType {
+			changedClusters = ch
+		}
+	}
+	for _, r := range b.Resources[resource.EndpointType] {
+		if changedClusters[cache.GetResourceName(r)] {
+			out[resource.EndpointType] = true
 		}
 	}
 	return out
 }
 
-func sameResources(a, b []types.Resource) bool {
-	if len(a) != len(b) {
-		return false
-	}
+// changedNames are the names of resources added, removed or changed
+// between a and b.
+func changedNames(a, b []types.Resource) map[string]bool {
+	out := map[string]bool{}
 	byName := make(map[string]types.Resource, len(a))
 	for _, r := range a {
 		byName[cache.GetResourceName(r)] = r
 	}
 	for _, r := range b {
-		o, ok := byName[cache.GetResourceName(r)]
+		name := cache.GetResourceName(r)
+		o, ok := byName[name]
 		if !ok || (o != r && !proto.Equal(o, r)) {
-			return false
+			out[name] = true
+		}
+		delete(byName, name)
+	}
+	for name := range byName {
+		out[name] = true
+	}
+	return out
+}
+
+// deltaVersions builds the snapshot's delta version map (as the cache
+// would) with one change: a load assignment's version also covers its EDS
+// cluster. Envoy warms an updated EDS cluster until it receives its load
+// assignment again, and the cache resends only changed resources, so
+// without this every cluster change (every revision: provenance names the
+// revision) would stall the cluster until Envoy's initial_fetch_timeout
+// (go-control-plane issue #583). It must run before the snapshot is first
+// given to the cache for a delta node, under s.mu.
+func deltaVersions(snap *cache.Snapshot) error {
+	if snap.VersionMap != nil {
+		return nil
+	}
+	if err := snap.ConstructVersionMap(); err != nil {
+		return err
+	}
+	clusters := snap.VersionMap[resource.ClusterType]
+	eds := snap.VersionMap[resource.EndpointType]
+	for name, r := range snap.GetResources(resource.ClusterType) {
+		cl, ok := r.(*clusterv3.Cluster)
+		if !ok || cl.GetType() != clusterv3.Cluster_EDS {
+			continue
+		}
+		cla := cl.GetEdsClusterConfig().GetServiceName()
+		if cla == "" {
+			cla = name
+		}
+		if v, ok := eds[cla]; ok {
+			eds[cla] = cache.HashResource([]byte(v + "/" + clusters[name]))
 		}
 	}
-	return true
+	return nil
 }
 
 // nacked records a NACK of response r; s.mu is held.

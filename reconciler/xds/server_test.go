@@ -93,23 +93,48 @@ func TestPublishServesEveryNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	v2 := r2.Class("frontend-v1").SnapshotVersion
-	// SotW resends every type with the new version; delta only what
+	// SotW resends every type with the new version. Delta resends what
 	// changed: every resource that carries provenance (it names the
-	// revision), not the load assignments, which have none.
+	// revision), and the load assignments of changed EDS clusters.
 	fe1.waitVersion(t, 10*time.Second, v2, allTypes...)
-	fe2.waitVersion(t, 10*time.Second, v2, resource.RouteType, resource.ListenerType, resource.ClusterType)
+	fe2.waitVersion(t, 10*time.Second, v2, allTypes...)
 	st := waitStatus(t, s, 10*time.Second, "all in sync with r2", func(st status.Status) bool {
 		return inSync("fe-1")(st) && inSync("fe-2")(st) && inSync("rv-1")(st)
 	})
 	if st.Revision != "r2" || st.LastAttempt == nil || st.LastAttempt.Error != "" || st.LastAttempt.Revision != "r2" {
 		t.Errorf("status: revision %q, last attempt %+v; want r2 served", st.Revision, st.LastAttempt)
 	}
-	p := proxy(st, "fe-2")
-	if p.Transport != status.TransportDelta || p.Acked[resource.RouteType] != v2 || p.Acked[resource.EndpointType] != v1 {
-		t.Errorf("delta proxy: %+v; want routes ACKed at %s, endpoints still at %s", p, v2, v1)
-	}
-	if p := proxy(st, "fe-1"); p.Acked[resource.ListenerType] != v2 || p.ConnectedSince.IsZero() || p.Class != "frontend-v1" {
+	if p := proxy(st, "fe-1"); p.Acked[resource.ListenerType] != v2 || p.ConnectedSince.IsZero() || p.Class != "frontend-v1" || p.Transport != status.TransportSotW {
 		t.Errorf("sotw proxy: %+v", p)
+	}
+
+	// Only an endpoint changes (same revision in the resources): delta
+	// sends only the load assignment; the node is in sync at r3's version.
+	m, err := schema.Load(dir, schema.Options{Revision: "r2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r3, err := compiler.Compile(m, compiler.Endpoints{
+		"frontend": {"v1": {{Host: "127.0.0.1", Port: 8080}}},
+		"reviews":  {"v1": {{Host: "127.0.0.9", Port: 9080}}},
+	}, compiler.Options{Revision: "r2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Publish("r3", r3); err != nil {
+		t.Fatal(err)
+	}
+	v3 := r3.Class("frontend-v1").SnapshotVersion
+	fe2.waitVersion(t, 10*time.Second, v3, resource.EndpointType)
+	st = waitStatus(t, s, 10*time.Second, "all in sync with r3", func(st status.Status) bool {
+		return inSync("fe-1")(st) && inSync("fe-2")(st) && inSync("rv-1")(st)
+	})
+	p := proxy(st, "fe-2")
+	if p.Transport != status.TransportDelta || p.Acked[resource.EndpointType] != v3 || p.Acked[resource.RouteType] != v2 || p.AckedVersion != v3 {
+		t.Errorf("delta proxy: %+v; want endpoints ACKed at %s, routes still at %s, in sync at %s", p, v3, v2, v3)
+	}
+	if p := proxy(st, "fe-1"); p.Acked[resource.RouteType] != v3 {
+		t.Errorf("sotw proxy: %+v, want every type at %s", p, v3)
 	}
 
 	// A client that goes away is shown disconnected.
