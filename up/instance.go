@@ -222,4 +222,3 @@ func InProcessDemoApp(ctx context.Context, in *Instance, env []string) error {
 		Proxy: in.OutboundProxy(),
 	})
 }
-
