@@ -103,6 +103,7 @@ func (m *Mesh) startInstance(in *Instance, model *mesh.Model) (*runningInstance,
 			fmt.Fprintf(m.opts.Out, "weft up: instance %s: %v\n", in.NodeID, err)
 			return
 		}
+		ri.agent.Store(a)
 		go m.reportCert(ctx, in.NodeID, a)
 		if err := m.opts.RunSidecar(ctx, a); err != nil && ctx.Err() == nil {
 			m.log.Error("agent stopped", "node", in.NodeID, "err", err)

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -116,6 +117,7 @@ type Mesh struct {
 
 type runningInstance struct {
 	in     *Instance
+	agent  atomic.Pointer[agent.Agent]
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -582,9 +584,18 @@ func (m *Mesh) Changed() <-chan struct{} {
 }
 
 // WaitReady blocks until every running instance is connected and has
-// ACKed the version of its class that is served.
+// ACKed the version of its class that is served, and its agent reports
+// ready (Envoy has its listeners and certificate).
 func (m *Mesh) WaitReady(ctx context.Context) error {
 	for {
+		if id := m.unreadyAgent(); id != "" {
+			select {
+			case <-time.After(50 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return fmt.Errorf("agent of %s not ready: %w", id, ctx.Err())
+			}
+		}
 		srv := m.Server()
 		ch := srv.Changed()
 		st := srv.Status()
@@ -608,6 +619,19 @@ func (m *Mesh) WaitReady(ctx context.Context) error {
 			return fmt.Errorf("%d of %d instances ready: %w", ready, len(ids), ctx.Err())
 		}
 	}
+}
+
+// unreadyAgent is the node id of an instance whose agent is not ready.
+func (m *Mesh) unreadyAgent() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for id, ri := range m.instances {
+		a := ri.agent.Load()
+		if a == nil || !a.Status().Ready {
+			return id
+		}
+	}
+	return ""
 }
 
 // Stop stops everything: instances (apps, agents, Envoys), the servers.
