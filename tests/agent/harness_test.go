@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -132,6 +133,9 @@ type runningAgent struct {
 	*agent.Agent
 	admin int
 	out   *lockedBuffer
+	// stop cancels Run and waits for it (at most 20s); idempotent.
+	stop         func() error
+	expectRunErr bool // Run may end with an error (e.g. no certificate)
 }
 
 // startAgent runs an agent (and so a real Envoy) for orders until the test
@@ -167,21 +171,29 @@ func (e *meshEnv) startAgent(t *testing.T, name string, mutate func(*agent.Confi
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("agent Run: %v", err)
+	r := &runningAgent{Agent: a, admin: ports[0], out: out}
+	var once sync.Once
+	var runErr error
+	r.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(20 * time.Second):
+				runErr = errors.New("agent did not stop within 20s")
 			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("agent did not stop within 20s")
+		})
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := r.stop(); err != nil && !r.expectRunErr {
+			t.Errorf("agent Run: %v", err)
 		}
 		if t.Failed() {
 			t.Logf("agent %s log and envoy output:\n%s", name, out.String())
 		}
 	})
-	return &runningAgent{Agent: a, admin: ports[0], out: out}
+	return r
 }
 
 func (r *runningAgent) waitReady(t *testing.T, within time.Duration) {
