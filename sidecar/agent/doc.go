@@ -1,0 +1,51 @@
+// Package agent is the sidecar agent that runs beside each Envoy. It owns,
+// for one workload:
+//
+//   - the private key: ECDSA P-256, generated in memory for every
+//     certificate, never written to disk and never sent anywhere (Envoy
+//     gets it over the pod-local SDS socket);
+//   - the certificate: a CSR for Config.Identity sent to the mesh CA
+//     (weft.ca.v1.CertificateService, reconciler/api/ca/v1) over TLS,
+//     verifying the CA with the trust bundle file, authenticated by the
+//     bearer token in Config.TokenFile; renewed at half its life less up
+//     to RenewJitter of it (a 30s certificate renews after 12-15s); a
+//     failed request is retried with backoff while the old certificate is
+//     served;
+//   - SDS: go-control-plane's server over a snapshot cache of two secrets,
+//     "default" (certificate + key) and "ROOTCA" (trust bundle)
+//     (compiler.CertSecretName, compiler.RootCASecretName), versioned by
+//     the certificate's serial, on the unix socket Config.Socket (0600);
+//   - the xDS proxy: on the same socket, Envoy's ADS streams (SotW
+//     StreamAggregatedResources and DeltaAggregatedResources) are relayed
+//     one-to-one to Config.XDSAddress over mTLS with the workload
+//     certificate. If the control plane's stream breaks, Envoy's stream is
+//     closed (Unavailable): Envoy keeps its config, reconnects and re-ACKs;
+//     a new stream waits for the control plane to be reachable;
+//   - Envoy's bootstrap (see Bootstrap: node id/cluster/metadata, ADS via
+//     the "xds-grpc" cluster, SDS via "sds-grpc", both HTTP/2 on the
+//     socket, admin on 127.0.0.1:AdminPort);
+//   - Envoy itself: started as a child process (dies with the agent),
+//     restarted with exponential backoff when it exits, drained
+//     (/drain_listeners?graceful for DrainTimeout) and sent SIGTERM on stop;
+//   - readiness: ready only when Envoy's admin says /ready LIVE, /listeners
+//     is not empty and /certs shows the workload's SPIFFE id; exposed as
+//     Agent.Ready, Agent.Status and GET /ready on Config.HealthAddress
+//     (200 or 503 with the reason; /healthz is liveness).
+//
+// # API
+//
+//	a, err := agent.New(agent.Config{Identity: id, Class: "orders-v1", CAAddress: ..., TrustBundleFile: ...,
+//		TokenFile: ..., XDSAddress: ..., Socket: ..., BootstrapPath: ..., EnvoyBinary: ...})
+//	go a.Run(ctx)     // until ctx ends (SIGTERM in `weft agent`); stops Envoy
+//	<-a.Ready()
+//
+// Config documents the `weft agent` flag of every field.
+//
+// # Imports
+//
+// Of weft: compiler (the SDS names and YAML marshaling) and
+// reconciler/api/ca/v1 (the CA's API) only — never the CA's implementation
+// or any other part of the control plane (tests/layering_test.go). The
+// suites that run the agent with the real CA, an xDS server and Envoy live
+// in tests/agent.
+package agent
