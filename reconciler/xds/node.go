@@ -41,8 +41,10 @@ type node struct {
 	err        string
 }
 
+// inSync: the node has ACKed its version for every type it subscribes
+// to, and rejected none of it.
 func (n *node) inSync() bool {
-	return n.version != "" && n.ackedVersion == n.version
+	return n.version != "" && n.ackedVersion == n.version && len(n.pending) == 0 && (n.nack == nil || n.nackFor != n.version)
 }
 
 func (n *node) status() status.Proxy {
@@ -176,7 +178,7 @@ func (s *Server) variant(meta *corev3.Node, cur *served) (*compiler.Class, *cach
 	if c == cur.class {
 		return c, cur.snap, nil
 	}
-	snap, err := c.Snapshot()
+	snap, err := snapshot(c)
 	if err != nil {
 		return nil, nil, fmt.Errorf("per-node variant for node %s: %w", meta.GetId(), err)
 	}
@@ -190,8 +192,10 @@ func (s *Server) set(n *node, c *compiler.Class, snap *cache.Snapshot, changed m
 	if n.cls != nil && changed == nil {
 		changed = changedTypes(n.cls, c)
 	}
+	// The cache sends a SotW type when its version changes, a delta type
+	// when its resources do.
 	for t := range n.subscribed {
-		if n.cls == nil || n.transport != status.TransportDelta || changed[t] {
+		if n.cls == nil || (c.SnapshotVersion != n.version && (n.transport != status.TransportDelta || changed[t])) {
 			n.pending[t] = true
 		}
 	}

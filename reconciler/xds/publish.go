@@ -52,7 +52,7 @@ func (s *Server) publish(rev string, res *compiler.Result) error {
 		if next[c.Name] != nil {
 			return fmt.Errorf("publish: class %s appears twice", c.Name)
 		}
-		snap, err := c.Snapshot()
+		snap, err := snapshot(c)
 		if err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
