@@ -19,6 +19,8 @@ SUITES_ALL=(
 	"pipeline|./tests/|^BenchmarkPipeline$|3x|load + validate + cross-reference checks + compile of every proxy class; generated mesh, 10 endpoints and 3 dependencies per service, 2 versions each"
 	"load|./schema/|^BenchmarkLoad$|3x|the loader alone: CUE evaluation, validation, decoding, positions, checks"
 	"compile|./tests/|^BenchmarkCompile$|3x|the compiler alone on a loaded model"
+	"xds-delta-push|./reconciler/xds/|^BenchmarkDeltaEndpointPush$|200x|xDS server: one endpoint change pushed to 100 connected delta ADS clients (in-process gRPC clients on loopback, not Envoys) until the server has all 100 ACKs; p50/p99 over iterations"
+	"xds-sotw-sync|./reconciler/xds/|^BenchmarkSotWFullSync$|5x|xDS server, 1,000-service mesh (2,000 classes, compiled once), 100 SotW ADS clients of distinct classes: connect = 100 new clients until all hold all their resources and are ACKed; republish = a new revision of the whole mesh (every snapshot built and checked) until all 100 ACKed"
 	"gitops|./up/|^BenchmarkGitOpsLoop$|10x|weft up following a git branch (default 1s poll): a commit that changes a split, until all 3 real Envoys have ACKed it; time/op is the mean, p50-ms and max-ms in the raw lines"
 )
 

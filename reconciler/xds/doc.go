@@ -44,4 +44,19 @@
 // resource can be told (its name in the message, the only resource of the
 // response, or the only one changed since the last ACKed version), the
 // resource's provenance (service, file:line) from its metadata.
+//
+// # Delta and EDS clusters
+//
+// Envoy keeps an updated EDS cluster warming until it receives the
+// cluster's load assignment again, but a delta server resends only what
+// changed. Every revision changes every cluster (its provenance names the
+// revision), so for delta nodes the version of a load assignment also
+// covers its cluster: a changed cluster brings its load assignment along
+// (see deltaVersions).
+//
+// # Proxyless gRPC
+//
+// go-control-plane's Consistent() does not count the route configurations
+// that API listeners name over RDS; a class with API listeners is checked
+// again with them counted (consistent.go).
 package xds
