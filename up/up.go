@@ -106,13 +106,14 @@ type Mesh struct {
 	statusAddr string
 	pipeline   *xds.Pipeline
 
-	mu        sync.Mutex
-	ips       *ipAllocator
-	instances map[string]*runningInstance // by node id
-	placed    map[string]*Instance
-	pending   *mesh.Model // the model the pipeline is compiling
-	lastGood  *mesh.Model // the model being served
-	changed   chan struct{}
+	mu          sync.Mutex
+	ips         *ipAllocator
+	instances   map[string]*runningInstance // by node id
+	placed      map[string]*Instance
+	pending     *mesh.Model // the model the pipeline is compiling
+	lastGood    *mesh.Model // the model being served
+	lastGoodRev revision    // its revision
+	changed     chan struct{}
 }
 
 type runningInstance struct {
@@ -311,8 +312,24 @@ func (m *Mesh) RestartControlPlane(down time.Duration) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.pipeline.Server = m.server
-	return m.reconcileLocked(m.lastGood)
+	m.pipeline.Server = m.Server()
+	if m.lastGoodRev.Name == "" {
+		return nil
+	}
+	// Compiling is deterministic: the same revision gives the same
+	// snapshot versions, which the reconnecting Envoys already have.
+	return m.pipeline.Reconcile(m.lastGoodRev.Dir, m.lastGoodRev.Name)
+}
+
+// AgentStatus is the status of an instance's agent (false if unknown).
+func (m *Mesh) AgentStatus(nodeID string) (agent.Status, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ri := m.instances[nodeID]
+	if ri == nil || ri.agent.Load() == nil {
+		return agent.Status{}, false
+	}
+	return ri.agent.Load().Status(), true
 }
 
 // vet checks the trust domain (fixed for the life of the CA) and runs
@@ -418,33 +435,38 @@ func containsPort(ps []uint32, p uint32) bool {
 	return false
 }
 
-// loop runs the pipeline on every revision of the source.
+// loop runs the pipeline on every revision of the source. The exported
+// copy of the revision being served is kept (a control-plane restart
+// compiles it again); the others are removed.
 func (m *Mesh) loop(rev revision) {
 	defer m.wg.Done()
-	var prev revision
 	for {
-		m.apply(rev)
-		if prev.cleanup != nil {
-			prev.cleanup()
+		if m.apply(rev) {
+			m.mu.Lock()
+			old := m.lastGoodRev
+			m.lastGoodRev = rev
+			m.mu.Unlock()
+			if old.cleanup != nil && old.Dir != rev.Dir {
+				old.cleanup()
+			}
+		} else if rev.cleanup != nil {
+			rev.cleanup()
 		}
-		prev = rev
 		next, err := m.src.Next(m.ctx)
 		if err != nil {
 			break
 		}
 		rev = next
 	}
-	if prev.cleanup != nil {
-		// The last good revision's files may still be needed by nobody:
-		// everything served is in memory.
-		prev.cleanup()
-	}
 	m.stopAll()
+	if m.lastGoodRev.cleanup != nil {
+		m.lastGoodRev.cleanup()
+	}
 }
 
 // apply runs one revision through the pipeline and, when it is served,
 // starts and stops instances to match it.
-func (m *Mesh) apply(rev revision) {
+func (m *Mesh) apply(rev revision) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	start := time.Now()
@@ -452,7 +474,7 @@ func (m *Mesh) apply(rev revision) {
 	if err != nil {
 		fmt.Fprintf(m.opts.Out, "weft up: revision %s rejected (the previous one keeps serving):\n%v\n", rev.Name, err)
 		m.notifyLocked()
-		return
+		return false
 	}
 	m.lastGood = m.pending
 	if err := m.reconcileLocked(m.lastGood); err != nil {
@@ -460,6 +482,7 @@ func (m *Mesh) apply(rev revision) {
 	}
 	fmt.Fprintf(m.opts.Out, "weft up: serving %s (compiled and published in %s)\n", rev.Name, time.Since(start).Round(time.Millisecond))
 	m.notifyLocked()
+	return true
 }
 
 func (m *Mesh) notifyLocked() {
