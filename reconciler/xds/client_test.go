@@ -66,7 +66,12 @@ var allTypes = compiler.ResourceTypes
 // dial connects a client and subscribes it to every type (wildcard).
 func dial(tb testing.TB, addr, id, class string, delta bool) *client {
 	tb.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return dialWith(tb, addr, id, class, delta, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+func dialWith(tb testing.TB, addr, id, class string, delta bool, opts ...grpc.DialOption) *client {
+	tb.Helper()
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
