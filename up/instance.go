@@ -138,6 +138,7 @@ func defaultSidecar(ctx context.Context, a *agent.Agent) error { return a.Run(ct
 //
 //	WEFT_SERVICE, WEFT_VERSION, WEFT_INSTANCE (node id), WEFT_CLASS
 //	WEFT_APP_ADDR   IP:port the app listens on (its first service port)
+//	WEFT_APP_IP     the IP alone (the instance's loopback address)
 //	PORT            that port alone
 //	WEFT_PORT_<NAME> the app port of each named service port (upper case, '-' -> '_')
 //	HTTP_PROXY / http_proxy  http://IP:15001, the outbound listener
@@ -151,6 +152,7 @@ func appEnv(in *Instance, svc *mesh.Service) []string {
 		"WEFT_INSTANCE=" + in.NodeID,
 		"WEFT_CLASS=" + in.Class,
 		"WEFT_APP_ADDR=" + in.AppAddr(),
+		"WEFT_APP_IP=" + in.IP,
 		"HTTP_PROXY=" + in.OutboundProxy(),
 		"http_proxy=" + in.OutboundProxy(),
 		"NO_PROXY=", "no_proxy=",
@@ -180,6 +182,24 @@ func ExecAppRunner(exe string) AppRunner {
 		if len(args) == 0 {
 			args = []string{exe, "demo-app"}
 		}
+		// $VAR and ${VAR} in the command expand from the app's
+		// environment (PORT, WEFT_APP_IP, ...), then weft's.
+		vars := map[string]string{}
+		for _, kv := range env {
+			k, v, _ := strings.Cut(kv, "=")
+			vars[k] = v
+		}
+		expand := func(k string) string {
+			if v, ok := vars[k]; ok {
+				return v
+			}
+			return os.Getenv(k)
+		}
+		expanded := make([]string, len(args))
+		for i, a := range args {
+			expanded[i] = os.Expand(a, expand)
+		}
+		args = expanded
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Env = append(os.Environ(), env...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
