@@ -2,6 +2,7 @@ package compiler
 
 import (
 	"fmt"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	"net"
 	"net/netip"
 	"sort"
@@ -98,7 +99,14 @@ func loadAssignment(cluster string, addrs []Address) *endpointv3.ClusterLoadAssi
 			Endpoint: &endpointv3.Endpoint{Address: socketAddress(a.Host, a.Port)},
 		}})
 	}
-	cla.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}}
+	// One weighted locality: Envoy ignores the weight unless locality
+	// weighted load balancing is on, but gRPC's xDS client drops a
+	// locality without one, and with it every endpoint.
+	cla.Endpoints = []*endpointv3.LocalityLbEndpoints{{
+		Locality:            &corev3.Locality{},
+		LoadBalancingWeight: wrapperspb.UInt32(1),
+		LbEndpoints:         lbs,
+	}}
 	return cla
 }
 

@@ -11,18 +11,23 @@ import (
 // resource's metadata, filter_metadata["weft.dev/provenance"], so that an
 // operator looking at a proxy's config dump (or a NACK) can go straight to
 // the line of CUE that produced it.
+//
+// The revision is deliberately not part of it: a value that changes on
+// every commit would change every resource, so each revision would resend
+// everything and Envoy would drain and replace every listener. The
+// revision is in the snapshot version, and the reconciler knows which
+// revision it served to the proxy that reports a problem.
 type Provenance struct {
-	Service  string // the service whose definition produced the resource
-	File     string // CUE file, relative to the mesh repository ("" if unknown)
-	Line     int    // line in File (0 if unknown)
-	Revision string // source revision
+	Service string // the service whose definition produced the resource
+	File    string // CUE file, relative to the mesh repository ("" if unknown)
+	Line    int    // line in File (0 if unknown)
 }
 
 // provenance finds the position of a CUE path (or its nearest written
 // ancestor) for a resource produced by service.
 func (c *compilation) provenance(service, path string) Provenance {
 	pos := c.m.Positions.Lookup(path)
-	return Provenance{Service: service, File: pos.File, Line: pos.Line, Revision: c.revision}
+	return Provenance{Service: service, File: pos.File, Line: pos.Line}
 }
 
 // servicePos is the provenance of a resource produced by a whole service.
@@ -38,8 +43,7 @@ func (c *compilation) routePos(service string, i int) Provenance {
 // Metadata is p as Envoy metadata. Unknown file/line are left out.
 func (p Provenance) Metadata() *corev3.Metadata {
 	fields := map[string]*structpb.Value{
-		"service":  structpb.NewStringValue(p.Service),
-		"revision": structpb.NewStringValue(p.Revision),
+		"service": structpb.NewStringValue(p.Service),
 	}
 	if p.File != "" {
 		fields["file"] = structpb.NewStringValue(p.File)
@@ -59,7 +63,6 @@ func ProvenanceOf(md *corev3.Metadata) (p Provenance, ok bool) {
 	}
 	f := s.GetFields()
 	p.Service = f["service"].GetStringValue()
-	p.Revision = f["revision"].GetStringValue()
 	p.File = f["file"].GetStringValue()
 	p.Line = int(f["line"].GetNumberValue())
 	return p, true

@@ -12,7 +12,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/weft-dev/weft/compiler"
 	"github.com/weft-dev/weft/reconciler/api/status"
@@ -254,7 +253,7 @@ func culprit(cls, acked *compiler.Class, typeURL string, names []string, msg str
 		}
 		var diff []string
 		for _, name := range names {
-			if o := old[name]; all[name] != nil && (o == nil || !proto.Equal(withoutRevision(o), withoutRevision(all[name]))) {
+			if o := old[name]; all[name] != nil && (o == nil || !proto.Equal(o, all[name])) {
 				diff = append(diff, name)
 			}
 		}
@@ -284,7 +283,13 @@ func provenance(cls *compiler.Class, typeURL, name string, r types.Resource) *st
 	if !ok {
 		return nil
 	}
-	return &status.Provenance{Service: p.Service, File: p.File, Line: p.Line, Revision: p.Revision}
+	// The snapshot version is "<revision>/<hash>": the revision this
+	// resource was served in (resources do not carry it themselves).
+	rev := cls.SnapshotVersion
+	if i := strings.LastIndex(rev, "/"); i >= 0 {
+		rev = rev[:i]
+	}
+	return &status.Provenance{Service: p.Service, File: p.File, Line: p.Line, Revision: rev}
 }
 
 // ProblemLister is an error that carries positioned problems (a vet step
@@ -310,44 +315,4 @@ func Problems(err error) []status.Problem {
 		return pl.Problems()
 	}
 	return nil
-}
-
-// withoutRevision is a copy of r without the revision in its provenance
-// metadata (at any depth, outside Any values): every resource carries its
-// revision, so two revisions differ everywhere unless it is ignored.
-func withoutRevision(r types.Resource) proto.Message {
-	c := proto.Clone(r)
-	stripRevision(c.ProtoReflect())
-	return c
-}
-
-func stripRevision(m protoreflect.Message) {
-	if md, ok := m.Interface().(*corev3.Metadata); ok {
-		if p := md.GetFilterMetadata()[compiler.ProvenanceKey]; p != nil {
-			delete(p.Fields, "revision")
-		}
-		return
-	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Kind() != protoreflect.MessageKind && fd.Kind() != protoreflect.GroupKind {
-			return true
-		}
-		switch {
-		case fd.IsList():
-			l := v.List()
-			for i := 0; i < l.Len(); i++ {
-				stripRevision(l.Get(i).Message())
-			}
-		case fd.IsMap():
-			if fd.MapValue().Kind() == protoreflect.MessageKind {
-				v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-					stripRevision(mv.Message())
-					return true
-				})
-			}
-		default:
-			stripRevision(v.Message())
-		}
-		return true
-	})
 }
