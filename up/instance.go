@@ -14,6 +14,7 @@ import (
 
 	cav1 "github.com/weft-dev/weft/reconciler/api/ca/v1"
 	"github.com/weft-dev/weft/reconciler/ca"
+	"github.com/weft-dev/weft/reconciler/xds"
 	"github.com/weft-dev/weft/schema/mesh"
 	"github.com/weft-dev/weft/sidecar/agent"
 	"github.com/weft-dev/weft/up/demoapp"
@@ -114,13 +115,27 @@ func (m *Mesh) startInstance(in *Instance, model *mesh.Model) (*runningInstance,
 }
 
 // reportCert tells the xDS server the expiry of the instance's
-// certificate (for weft status).
+// certificate (for weft status): after every renewal, and again until the
+// server (a restarted one, too) has recorded it — it ignores nodes that
+// have not connected yet.
 func (m *Mesh) reportCert(ctx context.Context, nodeID string, a *agent.Agent) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
+	var lastSrv *xds.Server
+	var lastExp time.Time
+	confirmed := false
 	for {
 		if c := a.Certificate(); c != nil {
-			m.Server().SetCertExpiry(nodeID, c.NotAfter)
+			srv := m.Server()
+			if srv != lastSrv || !c.NotAfter.Equal(lastExp) || !confirmed {
+				srv.SetCertExpiry(nodeID, c.NotAfter)
+				lastSrv, lastExp, confirmed = srv, c.NotAfter, false
+				for _, p := range srv.Status().Proxies {
+					if p.NodeID == nodeID && p.CertExpiry.Equal(c.NotAfter) {
+						confirmed = true
+					}
+				}
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/weft-dev/weft/internal/tooltest"
+	"github.com/weft-dev/weft/reconciler/api/status"
 	"github.com/weft-dev/weft/up"
 )
 
@@ -37,9 +38,21 @@ func TestSmokeDevEnvironment(t *testing.T) {
 			t.Logf("frontend -> %s: %s %s (%s)", call.URL, call.Answer.Service, call.Answer.Version, call.Answer.Instance)
 		}
 	}
-	st, err := up.FetchStatus(t.Context(), tm.StatusAddr())
-	if err != nil {
-		t.Fatal(err)
+	// Agents report their certificates' expiry within a few hundred ms.
+	var st *status.Status
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var err error
+		if st, err = up.FetchStatus(t.Context(), tm.StatusAddr()); err != nil {
+			t.Fatal(err)
+		}
+		all := true
+		for _, p := range st.Proxies {
+			all = all && !p.CertExpiry.IsZero()
+		}
+		if all || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	var out bytes.Buffer
 	up.PrintStatus(&out, st, time.Now())
