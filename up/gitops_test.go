@@ -187,3 +187,52 @@ func BenchmarkGitOpsLoop(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)-1].Milliseconds()), "max-ms")
 }
+
+// A plain directory is watched: an edit that adds a replica starts its
+// instance (agent + Envoy + app) and the callers' EDS gets it; an edit
+// that removes it stops it. The Envoys use delta xDS here.
+func TestWatchDirScale(t *testing.T) {
+	dir := t.TempDir()
+	writeMesh(t, dir, splitWith(0, 100))
+	tm := startMesh(t, dir, func(o *up.Options) { o.Poll = 100 * time.Millisecond; o.DeltaXDS = true })
+	if n := len(tm.Instances()); n != 3 {
+		t.Fatalf("%d instances, want 3", n)
+	}
+	scaled := strings.Replace(splitWith(0, 100), `v2: labels: version: "v2"`, `v2: {labels: version: "v2", replicas: 2}`, 1)
+	writeMesh(t, dir, scaled)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for tm.Instance("reviews-v2-1") == nil {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("reviews-v2-1 never started:\n%s", tm.out)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	tm.waitReady(ctx)
+	seen := map[string]int{}
+	c := tm.client("frontend-v1")
+	for i := 0; i < 100; i++ {
+		if code, a, _, err := get(c, "http://reviews/", nil); err == nil && code == 200 && a != nil {
+			seen[a.Instance]++
+		}
+	}
+	t.Logf("after scaling reviews v2 to 2 replicas: %v", seen)
+	if seen["reviews-v2-0"] == 0 || seen["reviews-v2-1"] == 0 || seen["reviews-v2-0"]+seen["reviews-v2-1"] != 100 {
+		t.Errorf("requests by instance %v, want both v2 replicas and no failure", seen)
+	}
+	writeMesh(t, dir, splitWith(0, 100))
+	for tm.Instance("reviews-v2-1") != nil {
+		select {
+		case <-ctx.Done():
+			t.Fatal("reviews-v2-1 never stopped")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	tm.waitReady(ctx)
+	for i := 0; i < 50; i++ {
+		if code, a, _, err := get(c, "http://reviews/", nil); err != nil || code != 200 || a == nil || a.Instance != "reviews-v2-0" {
+			t.Fatalf("after scaling down: %d %v %v", code, a, err)
+		}
+	}
+}

@@ -508,8 +508,16 @@ func (m *Mesh) reconcileLocked(model *mesh.Model) error {
 		}
 	}
 	var started []*Instance
+	waited := false
 	for id, ri := range m.instances {
 		if w := want[id]; w == nil || w != ri.in {
+			if !waited {
+				// Callers drop the instance from their endpoints first.
+				ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+				_ = m.Server().WaitSynced(ctx)
+				cancel()
+				waited = true
+			}
 			m.log.Info("stopping instance", "node", id)
 			ri.cancel()
 			<-ri.done
