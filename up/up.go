@@ -20,6 +20,7 @@ import (
 
 	"github.com/weft-dev/weft/compiler"
 	cav1 "github.com/weft-dev/weft/reconciler/api/ca/v1"
+	"github.com/weft-dev/weft/reconciler/api/status"
 	"github.com/weft-dev/weft/reconciler/ca"
 	"github.com/weft-dev/weft/reconciler/xds"
 	"github.com/weft-dev/weft/schema"
@@ -38,6 +39,10 @@ type SidecarRunner func(ctx context.Context, a *agent.Agent) error
 // AppRunner runs one instance's app until ctx ends. env is the
 // environment `weft up` gives it (see docs/local-mode.md).
 type AppRunner func(ctx context.Context, in *Instance, env []string) error
+
+// GateFunc builds the vet step for the revision checked out at dir (its
+// policies/ folder may differ from one revision to the next).
+type GateFunc func(ctx context.Context, dir string) (xds.VetFunc, error)
 
 // Options configure a local mesh.
 type Options struct {
@@ -67,8 +72,11 @@ type Options struct {
 	CertTTL, CAMinTTL time.Duration
 	// DeltaXDS makes the Envoys use incremental xDS.
 	DeltaXDS bool
-	// Vet is the policy gate (nil: none).
+	// Vet is an extra vet step (nil: none).
 	Vet xds.VetFunc
+	// Gate builds the policy gate of each revision (nil: none; the CLI
+	// uses PolicyGate).
+	Gate GateFunc
 	// RunSidecar runs an agent (default: the in-process agent).
 	RunSidecar SidecarRunner
 	// RunApp runs an app (default: DefaultAppRunner(os.Executable())).
@@ -113,6 +121,7 @@ type Mesh struct {
 	pending     *mesh.Model // the model the pipeline is compiling
 	lastGood    *mesh.Model // the model being served
 	lastGoodRev revision    // its revision
+	gate        xds.VetFunc // the policy gate of the revision being applied
 	changed     chan struct{}
 }
 
@@ -167,6 +176,7 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 		}
 		o.RunApp = ExecAppRunner(exe)
 	}
+	o.Dir, o.Env = environmentOf(o.Dir, o.Env)
 	state, err := filepath.Abs(o.StateDir)
 	if err != nil {
 		return nil, err
@@ -186,6 +196,9 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 	m := &Mesh{opts: o, log: o.Log, src: src, ips: ips, instances: map[string]*runningInstance{}, placed: map[string]*Instance{},
 		done: make(chan struct{}), changed: make(chan struct{})}
 	m.ctx, m.cancel = context.WithCancel(ctx)
+	if o.Env != "" {
+		fmt.Fprintf(o.Out, "weft up: environment %s of %s\n", o.Env, o.Dir)
+	}
 	fmt.Fprintf(o.Out, "weft up: following %s\n", src.Describe())
 
 	// The first revision that loads gives the trust domain.
@@ -219,6 +232,30 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 		close(m.done)
 	}()
 	return m, nil
+}
+
+// environmentOf turns an environment directory (environments/dev) into
+// its repository and environment name, so that it loads, and is vetted
+// by the policies, exactly as `weft vet REPO --env dev` does.
+func environmentOf(dir, env string) (string, string) {
+	if env != "" {
+		return dir, env
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return dir, env
+	}
+	root := schema.ModuleRoot(abs)
+	rel, err := filepath.Rel(root, abs)
+	if err != nil || rel == "." {
+		return dir, env
+	}
+	for _, e := range schema.Environments(root) {
+		if rel == e || rel == filepath.Join("environments", e) {
+			return root, e
+		}
+	}
+	return dir, env
 }
 
 func (m *Mesh) startControlPlane() error {
@@ -313,6 +350,7 @@ func (m *Mesh) RestartControlPlane(down time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.pipeline.Server = m.Server()
+	m.gate = nil // the revision was vetted when it was first served
 	if m.lastGoodRev.Name == "" {
 		return nil
 	}
@@ -337,6 +375,11 @@ func (m *Mesh) AgentStatus(nodeID string) (agent.Status, bool) {
 func (m *Mesh) vet(model *mesh.Model) error {
 	if model.TrustDomain != m.trustDomain {
 		return fmt.Errorf("trust domain changed from %q to %q: restart weft up to change it", m.trustDomain, model.TrustDomain)
+	}
+	if m.gate != nil {
+		if err := m.gate(model); err != nil {
+			return err
+		}
 	}
 	if m.opts.Vet != nil {
 		return m.opts.Vet(model)
@@ -470,6 +513,17 @@ func (m *Mesh) apply(rev revision) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	start := time.Now()
+	m.gate = nil
+	if m.opts.Gate != nil {
+		g, err := m.opts.Gate(m.ctx, rev.Dir)
+		if err != nil {
+			m.Server().RecordFailure(rev.Name, status.StepVet, fmt.Errorf("policies: %w", err))
+			fmt.Fprintf(m.opts.Out, "weft up: revision %s rejected (the previous one keeps serving): policies: %v\n", rev.Name, err)
+			m.notifyLocked()
+			return false
+		}
+		m.gate = g
+	}
 	err := m.pipeline.Reconcile(rev.Dir, rev.Name)
 	if err != nil {
 		fmt.Fprintf(m.opts.Out, "weft up: revision %s rejected (the previous one keeps serving):\n%v\n", rev.Name, err)
