@@ -54,6 +54,9 @@ http://<service>:<port>/ URLs. Ctrl-C stops everything.`,
 			defer stop()
 			m, err := up.Start(ctx, o)
 			if err != nil {
+				if ctx.Err() != nil { // interrupted while waiting for a revision that loads
+					return nil
+				}
 				return err
 			}
 			fmt.Fprintf(o.Out, "weft up: status at http://%s/status (weft status --state-dir %s); Ctrl-C stops\n", m.StatusAddr(), o.StateDir)
