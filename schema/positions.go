@@ -86,6 +86,12 @@ func (w posWalker) walk(n ast.Node, path string) {
 			if _, ok := e.(*ast.Ellipsis); ok {
 				continue
 			}
+			if id, ok := e.(*ast.Ident); ok && id.Name == "_" {
+				// A placeholder (an overlay's `routes: [_, {...}]`)
+				// writes nothing: the element keeps the position of
+				// the file that defines it.
+				continue
+			}
 			p := path + "[" + strconv.Itoa(i) + "]"
 			w.record(p, e)
 			w.walk(e, p)

@@ -5,51 +5,117 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/weft-dev/weft/policies"
 	"github.com/weft-dev/weft/schema"
 )
 
 func newVetCmd() *cobra.Command {
-	var env string
+	var (
+		env, output, explain, revision string
+		policyDirs                     []string
+	)
 	cmd := &cobra.Command{
 		Use:   "vet DIR",
-		Short: "Validate a mesh definition",
+		Short: "Validate a mesh definition and check it against the policies",
 		Long: `vet loads DIR, unifies it with an environment and validates it: the CUE
 schema (types, bounds, unknown fields, conflicts between base and
 environment) and the cross references CUE cannot check (split weights, route
-versions, calls, authz callers, mirror targets). Every problem is printed
-with its file:line:column, the field path and a fix; the exit code is 1 if
-there is any.
+versions, calls, authz callers, mirror targets). Then it evaluates the
+policies on the model: weft's default Rego rules, the rules and data of the
+repository's policies/ folder and of every --policy folder. A deny fails the
+vet, a warn is reported. Every problem is printed with its file:line:column;
+the exit code is 1 if anything fails (a broken policy file included).
 
-Without --env, the base and every environment are vetted.`,
+Without --env, the base and every environment are vetted.
+
+--output text (default) prints findings grouped by file on stderr and "ok"
+per passing environment on stdout; json, sarif (SARIF 2.1.0, for GitHub code
+scanning) and github (workflow annotations) write to stdout. --explain RULE
+prints a rule's documentation and configuration. See docs/policies.md.`,
 		Example: `  weft vet environments --env prod
-  weft vet environments            # base and every environment`,
-		Args: cobra.ExactArgs(1),
+  weft vet environments            # base and every environment
+  weft vet environments --output sarif > weft.sarif
+  weft vet . --output github       # in a GitHub Actions step
+  weft vet . --policy ../org-policies
+  weft vet --explain retry_budget`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if explain != "" {
+				return cobra.MaximumNArgs(1)(cmd, args)
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			envs := []string{env}
-			if env == "" {
-				envs = append([]string{""}, schema.Environments(args[0])...)
-			}
-			failed := false
-			for _, e := range envs {
-				if _, err := loadModel(args[0], e, ""); err != nil {
-					failed = true
-					printLoadError(cmd.ErrOrStderr(), args[0], e, err)
-					continue
+			if explain != "" {
+				dir := ""
+				if len(args) == 1 {
+					dir = args[0]
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "ok\t%s\n", envLabel(e))
+				if err := policies.Explain(cmd.OutOrStdout(), dir, policyDirs, explain); err != nil {
+					if policies.IsErrors(err) {
+						fmt.Fprintln(cmd.ErrOrStderr(), err)
+						return exitError{1}
+					}
+					return err
+				}
+				return nil
 			}
-			if failed {
+			format, err := policies.ParseFormat(output)
+			if err != nil {
+				return err
+			}
+			if revision == "" {
+				revision = gitRevision(args[0])
+			}
+			rep, err := policies.Vet(cmd.Context(), args[0], policies.VetOptions{Env: env, Revision: revision, PolicyDirs: policyDirs})
+			if err != nil {
+				return err
+			}
+			err = rep.Write(format, policies.WriteOptions{
+				Stdout:  cmd.OutOrStdout(),
+				Stderr:  cmd.ErrOrStderr(),
+				Base:    displayBase(args[0]),
+				Color:   colorful(cmd.ErrOrStderr()),
+				Version: weftVersion(),
+			})
+			if err != nil {
+				return err
+			}
+			if rep.Failed() {
 				return exitError{1}
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&env, "env", "", "environment to unify with the base (DIR/environments/ENV or DIR/ENV)")
+	cmd.Flags().StringVar(&output, "output", "text", "output format: text, json, sarif or github")
+	cmd.Flags().StringVar(&explain, "explain", "", "print the documentation of a rule (with DIR: its configuration there) and exit")
+	cmd.Flags().StringArrayVar(&policyDirs, "policy", nil, "folder of Rego and data files compiled with the default policies (repeatable)")
+	cmd.Flags().StringVar(&revision, "revision", "", "revision given to the policies (default: the git commit of DIR)")
 	return cmd
+}
+
+// weftVersion is weft's module version as the Go build recorded it
+// ("(devel)" for a build from a work tree), for SARIF.
+func weftVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+// colorful reports whether w is a terminal that wants colours.
+func colorful(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func envLabel(env string) string {

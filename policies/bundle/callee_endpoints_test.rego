@@ -1,0 +1,68 @@
+package weft.rules.callee_endpoints_test
+
+import data.weft.rules.callee_endpoints
+import data.weft.testing
+
+caller := testing.patched(testing.service, {"calls": ["b"]})
+
+test_called_service_with_endpoints_passes if {
+	count(callee_endpoints.deny) == 0 with input as testing.input_for({"a": caller, "b": testing.service}, "prod")
+}
+
+test_replicas_without_endpoints_pass if {
+	b := testing.patched(testing.service, {"versions": {"v1": {"labels": {}, "endpoints": [], "replicas": 3}}})
+	count(callee_endpoints.deny) == 0 with input as testing.input_for({"a": caller, "b": b}, "prod")
+}
+
+test_uncalled_service_is_not_checked if {
+	b := testing.patched(testing.service, {"versions": {"v1": {"labels": {}, "endpoints": [], "replicas": 0}}})
+	count(callee_endpoints.deny) == 0 with input as testing.input_for({"b": b}, "prod")
+}
+
+test_called_service_without_endpoints_is_denied if {
+	b := testing.patched(testing.service, {"versions": {"v1": {"labels": {}, "endpoints": [], "replicas": 0}}})
+	c := testing.patched(testing.service, {"calls": ["b"]})
+	callee_endpoints.deny == {{
+		"msg": "service b is called by a, c, but none of its versions has endpoints or replicas",
+		"path": ["mesh", "services", "b", "versions"],
+	}} with input as testing.input_for({"a": caller, "b": b, "c": c}, "prod")
+}
+
+test_split_to_versions_without_endpoints_is_denied if {
+	b := testing.patched(testing.service, {
+		"versions": {
+			"v1": {"labels": {}, "endpoints": ["127.0.0.1:1"], "replicas": 1},
+			"v2": {"labels": {}, "endpoints": [], "replicas": 0},
+		},
+		"routes": [
+			{"match": {"headers": {"x": {"exact": "1"}}}, "to": {"v2": 100}},
+			{"match": {}, "to": {"v1": 100, "v2": 0}},
+		],
+	})
+	callee_endpoints.deny == {{
+		"msg": "routes[0] of service b (called by a) sends traffic only to versions without endpoints or replicas",
+		"path": ["mesh", "services", "b", "routes", 0, "to"],
+	}} with input as testing.input_for({"a": caller, "b": b}, "prod")
+}
+
+test_split_to_serving_versions_passes if {
+	b := testing.patched(testing.service, {
+		"versions": {
+			"v1": {"labels": {}, "endpoints": ["127.0.0.1:1"], "replicas": 1},
+			"v2": {"labels": {}, "endpoints": [], "replicas": 0},
+		},
+		"routes": [{"match": {"methods": ["GET"]}}, {"match": {}, "to": {"v1": 90, "v2": 10}}],
+	})
+	count(callee_endpoints.deny) == 0 with input as testing.input_for({"a": caller, "b": b}, "prod")
+}
+
+test_replicas_serve_where_endpoints_lack if {
+	b := testing.patched(testing.service, {
+		"versions": {
+			"v1": {"labels": {}, "endpoints": [], "replicas": 2},
+			"v2": {"labels": {}, "endpoints": [], "replicas": 0},
+		},
+		"routes": [{"match": {}, "to": {"v1": 50, "v2": 50}}],
+	})
+	count(callee_endpoints.deny) == 0 with input as testing.input_for({"a": caller, "b": b}, "prod")
+}

@@ -1,0 +1,50 @@
+# METADATA
+# title: Canary weight changes between environments
+# description: |-
+#   Reports (warn) a split (a route's to) whose weights differ from the
+#   same route in the environment before this one in the promotion order
+#   (config: promotion, default ["dev", "staging", "prod"]; environments the
+#   repository does not have are skipped). Routes are compared by position,
+#   as overlays address them, when their names agree (or both have none). This makes a canary step visible
+#   in review: "reviews route split: v1 80 -> 90, v2 20 -> 10 (staging ->
+#   prod)". It only warns: moving weights is the point of a canary.
+#
+#   Needs input.splits, the splits of the repository's other environments,
+#   which `weft vet` computes; the base and environments outside the
+#   promotion order are not compared.
+# custom:
+#   fix: none needed; check that the weight change is intended
+package weft.rules.canary_drift
+
+import data.weft.lib
+
+promotion := object.get(lib.config("canary_drift"), "promotion", ["dev", "staging", "prod"])
+
+known(e) if input.splits[e]
+
+known(e) if e == input.environment
+
+# previous is the environment before this one in the promotion order.
+previous := present[k - 1] if {
+	present := [e | some e in promotion; known(e)]
+	some k, e in present
+	e == input.environment
+	k > 0
+}
+
+# A split of the previous environment is compared with the route at the
+# same index, if it has the same name (or neither has one): overlays
+# address routes by position and repeat the name as a guard.
+warn contains {"msg": msg, "path": ["mesh", "services", name, "routes", old.index, "to"]} if {
+	some name, olds in input.splits[previous]
+	olds != object.get(input.splits, [input.environment, name], [])
+	some old in olds
+	r := input.mesh.services[name].routes[old.index]
+	r.to != old.to
+	object.get(r, "name", "") == object.get(old, "name", "")
+	msg := sprintf("canary weights of service %s %s change from %s to %s: %s", [name, lib.route_name(r, old.index), previous, input.environment, changes(old.to, r.to)])
+}
+
+changes(old, new) := concat(", ", [sprintf("%s %d -> %d", [v, object.get(old, v, 0), object.get(new, v, 0)]) |
+	some v in sort(object.keys(old) | object.keys(new))
+])

@@ -1,0 +1,390 @@
+package policies
+
+import (
+	"encoding"
+	"maps"
+	"reflect"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/weft-dev/weft/schema/mesh"
+)
+
+// Input is what one evaluation of the policies sees.
+type Input struct {
+	// Model is the mesh of one environment (or the base alone), loaded and
+	// validated by schema.Load.
+	Model *mesh.Model
+	// Splits are the traffic splits of the repository's environments, by
+	// environment name (see SplitsOf); the canary rule compares the
+	// model's splits with them. Nil leaves input.splits empty.
+	Splits map[string]map[string][]Split
+}
+
+// Split is a route with a traffic split (to), as input.splits lists it.
+type Split struct {
+	Index int            `json:"index"`
+	Name  string         `json:"name,omitempty"`
+	To    map[string]int `json:"to"`
+}
+
+// SplitsOf returns the routes with a split of every service of m, by
+// service name: what input.splits holds for one environment. It is cheap
+// (a pass over the routes) and keeps nothing else of the model.
+func SplitsOf(m *mesh.Model) map[string][]Split {
+	out := map[string][]Split{}
+	for name, s := range m.Services {
+		for i, r := range s.Routes {
+			if r.To != nil {
+				out[name] = append(out[name], Split{Index: i, Name: r.Name, To: r.To})
+			}
+		}
+	}
+	return out
+}
+
+// EnvName is the environment name the policies use for a model's
+// environment: BaseEnv for the base alone.
+func EnvName(env string) string {
+	if env == "" {
+		return BaseEnv
+	}
+	return env
+}
+
+// inheritable are the service fields the loader fills from mesh.defaults
+// when a service leaves them unset; input.mesh.services[_].inherited
+// names those that were.
+var inheritable = []struct {
+	field string
+	get   func(*mesh.Service, *mesh.Defaults) (any, any)
+}{
+	{"namespace", func(s *mesh.Service, d *mesh.Defaults) (any, any) { return s.Namespace, d.Namespace }},
+	{"mtls", func(s *mesh.Service, d *mesh.Defaults) (any, any) { return s.MTLS, d.MTLS }},
+	{"timeout", func(s *mesh.Service, d *mesh.Defaults) (any, any) { return s.Timeout, &d.Timeout }},
+	{"retries", func(s *mesh.Service, d *mesh.Defaults) (any, any) { return s.Retries, &d.Retries }},
+	{"circuitBreaker", func(s *mesh.Service, d *mesh.Defaults) (any, any) { return s.CircuitBreaker, d.CircuitBreaker }},
+	{"outlierDetection", func(s *mesh.Service, d *mesh.Defaults) (any, any) { return s.OutlierDetection, d.OutlierDetection }},
+}
+
+// inherited reports the fields of s that came from the mesh defaults: not
+// written for the service (no position) and equal to the default. The
+// equality guard keeps a value set through a CUE pattern or comprehension
+// (which has no position of its own) from counting as inherited unless it
+// is the default anyway.
+func inherited(m *mesh.Model, name string, s *mesh.Service) []string {
+	var out []string
+	base := mesh.ServicePath(name) + "."
+	for _, f := range inheritable {
+		if _, written := m.Positions[base+f.field]; written {
+			continue
+		}
+		v, d := f.get(s, &m.Defaults)
+		if reflect.DeepEqual(v, d) {
+			out = append(out, f.field)
+		}
+	}
+	return out
+}
+
+// BuildInput converts an evaluation's input to the document the rules see,
+// directly as an OPA value (no JSON round trip):
+//
+//   - input.mesh is the model as its JSON encoding has it (the field names
+//     of the CUE schema, durations as strings), with two differences that
+//     make rules simpler: lists are never null (an absent list is []), and
+//     each service has "inherited", an object whose keys are the fields the
+//     loader resolved from mesh.defaults (the service did not write them).
+//   - input.routes is the effective route table of every service with an
+//     http or grpc port, by service name, as the compiler builds it: one
+//     entry per route, then the implicit catch-all route that the compiler
+//     adds when the last route does not match every request. Each entry has
+//     service, index (-1 for the implicit route), name (when the route has
+//     one), timeout and retries (the route's own, else the service's) with
+//     timeoutFrom and retriesFrom ("route", "service" or "defaults"), the
+//     timeout and the retries' perTryTimeout (when set) in nanoseconds as
+//     timeoutNs and perTryTimeoutNs, and rateLimit (the route's own, when
+//     it has one).
+//   - input.environment ("base" for the base alone), input.revision, and
+//     input.splits (see Input.Splits), which always has the evaluated
+//     environment's own splits.
+//
+// Services are encoded concurrently: the cost grows linearly with the
+// mesh and is shared between the machine's cores.
+func BuildInput(in Input) ast.Value {
+	m := in.Model
+	names := mesh.SortedKeys(m.Services)
+	type encoded struct{ service, routes *ast.Term }
+	out := make([]encoded, len(names))
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(names)/64))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(names); i += workers {
+				name := names[i]
+				s := m.Services[name]
+				inh := inherited(m, name, s)
+				obj := encode(reflect.ValueOf(s)).Value.(ast.Object)
+				io := ast.NewObjectWithCapacity(len(inh))
+				for _, f := range inh {
+					io.Insert(ast.InternedTerm(f), ast.InternedTerm(true))
+				}
+				obj.Insert(ast.InternedTerm("inherited"), ast.NewTerm(io))
+				out[i] = encoded{service: ast.NewTerm(obj), routes: routeTable(name, s, inh)}
+			}
+		}()
+	}
+	wg.Wait()
+	services := ast.NewObjectWithCapacity(len(names))
+	routes := ast.NewObjectWithCapacity(len(names))
+	for i, name := range names {
+		key := ast.StringTerm(name)
+		services.Insert(key, out[i].service)
+		if out[i].routes != nil {
+			routes.Insert(key, out[i].routes)
+		}
+	}
+	meshObj := ast.NewObject(
+		ast.Item(ast.InternedTerm("name"), ast.StringTerm(m.Name)),
+		ast.Item(ast.InternedTerm("trustDomain"), ast.StringTerm(m.TrustDomain)),
+		ast.Item(ast.InternedTerm("defaults"), encode(reflect.ValueOf(&m.Defaults))),
+		ast.Item(ast.InternedTerm("services"), ast.NewTerm(services)),
+	)
+	all := in.Splits
+	if env := EnvName(m.Environment); all[env] == nil {
+		// The environment's own splits, so that rules can compare
+		// input.splits entries whole.
+		all = maps.Clone(all)
+		if all == nil {
+			all = map[string]map[string][]Split{}
+		}
+		all[env] = SplitsOf(m)
+	}
+	splits := ast.NewObjectWithCapacity(len(all))
+	for _, env := range mesh.SortedKeys(all) {
+		byService := ast.NewObjectWithCapacity(len(all[env]))
+		for svc, list := range all[env] {
+			terms := make([]*ast.Term, len(list))
+			for i, sp := range list {
+				terms[i] = encode(reflect.ValueOf(sp))
+			}
+			byService.Insert(ast.StringTerm(svc), ast.ArrayTerm(terms...))
+		}
+		splits.Insert(ast.StringTerm(env), ast.NewTerm(byService))
+	}
+	return ast.NewObject(
+		ast.Item(ast.InternedTerm("mesh"), ast.NewTerm(meshObj)),
+		ast.Item(ast.InternedTerm("routes"), ast.NewTerm(routes)),
+		ast.Item(ast.InternedTerm("environment"), ast.StringTerm(EnvName(m.Environment))),
+		ast.Item(ast.InternedTerm("revision"), ast.StringTerm(m.Revision)),
+		ast.Item(ast.InternedTerm("splits"), ast.NewTerm(splits)),
+	)
+}
+
+// routeTable is input.routes[name]: nil for a service without an http or
+// grpc port (it has no route table).
+func routeTable(name string, s *mesh.Service, inherited []string) *ast.Term {
+	routed := false
+	for _, p := range s.Ports {
+		routed = routed || p.Protocol == mesh.HTTP || p.Protocol == mesh.GRPC
+	}
+	if !routed {
+		return nil
+	}
+	from := func(field string) string {
+		if slices.Contains(inherited, field) {
+			return "defaults"
+		}
+		return "service"
+	}
+	svc := ast.StringTerm(name)
+	entry := func(i int, r *mesh.Route) *ast.Term {
+		timeout, timeoutFrom := s.Timeout, from("timeout")
+		retries, retriesFrom := s.Retries, from("retries")
+		obj := ast.NewObjectWithCapacity(9)
+		obj.Insert(ast.InternedTerm("service"), svc)
+		obj.Insert(ast.InternedTerm("index"), ast.InternedTerm(i))
+		if r != nil {
+			if r.Timeout != nil {
+				timeout, timeoutFrom = r.Timeout, "route"
+			}
+			if r.Retries != nil {
+				retries, retriesFrom = r.Retries, "route"
+			}
+			if r.Name != "" {
+				obj.Insert(ast.InternedTerm("name"), ast.StringTerm(r.Name))
+			}
+			if r.RateLimit != nil {
+				obj.Insert(ast.InternedTerm("rateLimit"), encode(reflect.ValueOf(r.RateLimit)))
+			}
+		}
+		obj.Insert(ast.InternedTerm("timeout"), encode(reflect.ValueOf(timeout)))
+		obj.Insert(ast.InternedTerm("timeoutNs"), ast.InternedTerm(int(timeout.Duration)))
+		obj.Insert(ast.InternedTerm("timeoutFrom"), ast.InternedTerm(timeoutFrom))
+		obj.Insert(ast.InternedTerm("retries"), encode(reflect.ValueOf(retries)))
+		if retries.PerTryTimeout != nil {
+			obj.Insert(ast.InternedTerm("perTryTimeoutNs"), ast.InternedTerm(int(retries.PerTryTimeout.Duration)))
+		}
+		obj.Insert(ast.InternedTerm("retriesFrom"), ast.InternedTerm(retriesFrom))
+		return ast.NewTerm(obj)
+	}
+	terms := make([]*ast.Term, 0, len(s.Routes)+1)
+	for i := range s.Routes {
+		terms = append(terms, entry(i, &s.Routes[i]))
+	}
+	if len(s.Routes) == 0 || !s.Routes[len(s.Routes)-1].Match.IsCatchAll() {
+		terms = append(terms, entry(-1, nil))
+	}
+	return ast.ArrayTerm(terms...)
+}
+
+// encode converts a model value to an OPA term following its JSON
+// encoding (json tags, omitempty, encoding.TextMarshaler), except that nil
+// lists and maps without omitempty become [] and {} rather than null.
+func encode(v reflect.Value) *ast.Term { return encoderFor(v.Type())(v) }
+
+type encoderFunc func(reflect.Value) *ast.Term
+
+var (
+	encoders      sync.Map // reflect.Type -> encoderFunc
+	textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
+	durationType  = reflect.TypeFor[mesh.Duration]()
+)
+
+// encoderFor returns the encoder of a type, built on first use (the model
+// has no recursive types; two goroutines may build the same encoder, and
+// either result is kept).
+func encoderFor(t reflect.Type) encoderFunc {
+	if e, ok := encoders.Load(t); ok {
+		return e.(encoderFunc)
+	}
+	e, _ := encoders.LoadOrStore(t, newEncoder(t))
+	return e.(encoderFunc)
+}
+
+func newEncoder(t reflect.Type) encoderFunc {
+	switch {
+	case t == durationType:
+		return func(v reflect.Value) *ast.Term {
+			return ast.StringTerm(v.Interface().(mesh.Duration).String())
+		}
+	case t.Kind() != reflect.Pointer && t.Implements(textMarshaler):
+		return func(v reflect.Value) *ast.Term {
+			b, _ := v.Interface().(encoding.TextMarshaler).MarshalText()
+			return ast.StringTerm(string(b))
+		}
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		elem := encoderFor(t.Elem())
+		return func(v reflect.Value) *ast.Term {
+			if v.IsNil() {
+				return ast.InternedNullTerm
+			}
+			return elem(v.Elem())
+		}
+	case reflect.String:
+		return func(v reflect.Value) *ast.Term { return ast.InternedTerm(v.String()) }
+	case reflect.Bool:
+		return func(v reflect.Value) *ast.Term { return ast.InternedTerm(v.Bool()) }
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return func(v reflect.Value) *ast.Term { return ast.InternedTerm(int(v.Int())) }
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return func(v reflect.Value) *ast.Term { return ast.InternedTerm(int(v.Uint())) }
+	case reflect.Float32, reflect.Float64:
+		return func(v reflect.Value) *ast.Term { return ast.FloatNumberTerm(v.Float()) }
+	case reflect.Slice, reflect.Array:
+		elem := encoderFor(t.Elem())
+		return func(v reflect.Value) *ast.Term {
+			terms := make([]*ast.Term, v.Len())
+			for i := range terms {
+				terms[i] = elem(v.Index(i))
+			}
+			return ast.ArrayTerm(terms...)
+		}
+	case reflect.Map:
+		elem := encoderFor(t.Elem())
+		return func(v reflect.Value) *ast.Term {
+			obj := ast.NewObjectWithCapacity(v.Len())
+			iter := v.MapRange()
+			for iter.Next() {
+				obj.Insert(ast.InternedTerm(iter.Key().String()), elem(iter.Value()))
+			}
+			return ast.NewTerm(obj)
+		}
+	case reflect.Struct:
+		fields := structFields(t)
+		return func(v reflect.Value) *ast.Term {
+			obj := ast.NewObjectWithCapacity(len(fields))
+			for _, f := range fields {
+				fv := v.Field(f.index)
+				if f.omitEmpty && isEmpty(fv) {
+					continue
+				}
+				obj.Insert(f.key, f.enc(fv))
+			}
+			return ast.NewTerm(obj)
+		}
+	}
+	panic("policies: cannot encode a " + t.String())
+}
+
+type field struct {
+	key       *ast.Term
+	index     int
+	omitEmpty bool
+	enc       encoderFunc
+}
+
+// structFields lists the JSON-encoded fields of a struct type, sorted by
+// key.
+func structFields(t reflect.Type) []field {
+	var fs []field
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		if !sf.IsExported() {
+			continue
+		}
+		tag := sf.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "" {
+			name = sf.Name
+		}
+		fs = append(fs, field{
+			key:       ast.InternedTerm(name),
+			index:     i,
+			omitEmpty: strings.Contains(","+opts+",", ",omitempty,"),
+			enc:       encoderFor(sf.Type),
+		})
+	}
+	sort.Slice(fs, func(i, j int) bool { return fs[i].key.Value.Compare(fs[j].key.Value) < 0 })
+	return fs
+}
+
+func isEmpty(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		return v.IsNil()
+	case reflect.Slice, reflect.Map, reflect.String, reflect.Array:
+		return v.Len() == 0
+	case reflect.Bool:
+		return !v.Bool()
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return v.Int() == 0
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return v.Uint() == 0
+	case reflect.Float32, reflect.Float64:
+		return v.Float() == 0
+	}
+	return false
+}

@@ -1,3 +1,0 @@
-package policies
-
-import _ "github.com/santhosh-tekuri/jsonschema/v6"

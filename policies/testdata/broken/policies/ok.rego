@@ -1,0 +1,3 @@
+package weft.rules.ok
+
+warn contains "never" if false
