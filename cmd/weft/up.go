@@ -18,8 +18,10 @@ import (
 
 func newUpCmd() *cobra.Command {
 	var (
-		o       up.Options
-		verbose bool
+		o          up.Options
+		verbose    bool
+		noPolicies bool
+		policyDirs []string
 	)
 	cmd := &cobra.Command{
 		Use:   "up DIR",
@@ -28,7 +30,7 @@ func newUpCmd() *cobra.Command {
 
 It follows DIR — a git repository: every new commit of --branch; or a plain
 directory: every change of its CUE files — and runs each revision through
-load -> vet -> compile -> publish; a failing revision leaves the previous one
+load -> vet (the policies of weft vet) -> compile -> publish; a failing revision leaves the previous one
 serving (see weft status). It starts the mesh CA (root in --state-dir), the
 xDS server on 127.0.0.1 (mTLS) and the status endpoint, and for every replica
 of every service version: a loopback address 127.0.X.Y, a token file (0600),
@@ -49,6 +51,9 @@ http://<service>:<port>/ URLs. Ctrl-C stops everything.`,
 			o.Log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			if o.Envoy == "" {
 				o.Envoy = findEnvoy()
+			}
+			if !noPolicies {
+				o.Gate = up.PolicyGate(policyDirs)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -76,6 +81,8 @@ http://<service>:<port>/ URLs. Ctrl-C stops everything.`,
 	f.DurationVar(&o.CertTTL, "cert-ttl", 0, "workload certificate lifetime (default: the CA's, 24h)")
 	f.BoolVar(&o.DeltaXDS, "delta", false, "Envoys use incremental xDS")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log control-plane and agent events")
+	f.StringArrayVar(&policyDirs, "policy", nil, "extra policy folder for the gate, as weft vet --policy (repeatable)")
+	f.BoolVar(&noPolicies, "no-policies", false, "serve revisions without the policy gate of weft vet")
 	return cmd
 }
 
