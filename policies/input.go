@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
@@ -127,17 +128,18 @@ func BuildInput(in Input) ast.Value {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			st := newInterner()
 			for i := w; i < len(names); i += workers {
 				name := names[i]
 				s := m.Services[name]
 				inh := inherited(m, name, s)
-				obj := encode(reflect.ValueOf(s)).Value.(ast.Object)
+				obj := encode(st, reflect.ValueOf(s)).Value.(ast.Object)
 				io := ast.NewObjectWithCapacity(len(inh))
 				for _, f := range inh {
 					io.Insert(ast.InternedTerm(f), ast.InternedTerm(true))
 				}
 				obj.Insert(ast.InternedTerm("inherited"), ast.NewTerm(io))
-				out[i] = encoded{service: ast.NewTerm(obj), routes: routeTable(name, s, inh)}
+				out[i] = encoded{service: ast.NewTerm(obj), routes: routeTable(st, name, s, obj, inh)}
 			}
 		}()
 	}
@@ -151,10 +153,11 @@ func BuildInput(in Input) ast.Value {
 			routes.Insert(key, out[i].routes)
 		}
 	}
+	st := newInterner()
 	meshObj := ast.NewObject(
 		ast.Item(ast.InternedTerm("name"), ast.StringTerm(m.Name)),
 		ast.Item(ast.InternedTerm("trustDomain"), ast.StringTerm(m.TrustDomain)),
-		ast.Item(ast.InternedTerm("defaults"), encode(reflect.ValueOf(&m.Defaults))),
+		ast.Item(ast.InternedTerm("defaults"), encode(st, reflect.ValueOf(&m.Defaults))),
 		ast.Item(ast.InternedTerm("services"), ast.NewTerm(services)),
 	)
 	all := in.Splits
@@ -173,7 +176,7 @@ func BuildInput(in Input) ast.Value {
 		for svc, list := range all[env] {
 			terms := make([]*ast.Term, len(list))
 			for i, sp := range list {
-				terms[i] = encode(reflect.ValueOf(sp))
+				terms[i] = encode(st, reflect.ValueOf(sp))
 			}
 			byService.Insert(ast.StringTerm(svc), ast.ArrayTerm(terms...))
 		}
@@ -189,8 +192,9 @@ func BuildInput(in Input) ast.Value {
 }
 
 // routeTable is input.routes[name]: nil for a service without an http or
-// grpc port (it has no route table).
-func routeTable(name string, s *mesh.Service, inherited []string) *ast.Term {
+// grpc port (it has no route table). The timeout and retries terms are
+// those of the encoded service (svc), shared rather than encoded again.
+func routeTable(st *interner, name string, s *mesh.Service, svc ast.Object, inherited []string) *ast.Term {
 	routed := false
 	for _, p := range s.Ports {
 		routed = routed || p.Protocol == mesh.HTTP || p.Protocol == mesh.GRPC
@@ -204,31 +208,33 @@ func routeTable(name string, s *mesh.Service, inherited []string) *ast.Term {
 		}
 		return "service"
 	}
-	svc := ast.StringTerm(name)
+	service := st.term(name)
+	routes, _ := svc.Get(ast.InternedTerm("routes")).Value.(*ast.Array)
 	entry := func(i int, r *mesh.Route) *ast.Term {
-		timeout, timeoutFrom := s.Timeout, from("timeout")
-		retries, retriesFrom := s.Retries, from("retries")
-		obj := ast.NewObjectWithCapacity(9)
-		obj.Insert(ast.InternedTerm("service"), svc)
+		src := svc
+		timeout, timeoutSrc, timeoutFrom := s.Timeout, svc, from("timeout")
+		retries, retriesSrc, retriesFrom := s.Retries, svc, from("retries")
+		obj := ast.NewObjectWithCapacity(10)
+		obj.Insert(ast.InternedTerm("service"), service)
 		obj.Insert(ast.InternedTerm("index"), ast.InternedTerm(i))
 		if r != nil {
+			src = routes.Elem(i).Value.(ast.Object)
 			if r.Timeout != nil {
-				timeout, timeoutFrom = r.Timeout, "route"
+				timeout, timeoutSrc, timeoutFrom = r.Timeout, src, "route"
 			}
 			if r.Retries != nil {
-				retries, retriesFrom = r.Retries, "route"
+				retries, retriesSrc, retriesFrom = r.Retries, src, "route"
 			}
-			if r.Name != "" {
-				obj.Insert(ast.InternedTerm("name"), ast.StringTerm(r.Name))
-			}
-			if r.RateLimit != nil {
-				obj.Insert(ast.InternedTerm("rateLimit"), encode(reflect.ValueOf(r.RateLimit)))
+			for _, k := range []string{"name", "rateLimit"} {
+				if t := src.Get(ast.InternedTerm(k)); t != nil {
+					obj.Insert(ast.InternedTerm(k), t)
+				}
 			}
 		}
-		obj.Insert(ast.InternedTerm("timeout"), encode(reflect.ValueOf(timeout)))
+		obj.Insert(ast.InternedTerm("timeout"), timeoutSrc.Get(ast.InternedTerm("timeout")))
 		obj.Insert(ast.InternedTerm("timeoutNs"), ast.InternedTerm(int(timeout.Duration)))
 		obj.Insert(ast.InternedTerm("timeoutFrom"), ast.InternedTerm(timeoutFrom))
-		obj.Insert(ast.InternedTerm("retries"), encode(reflect.ValueOf(retries)))
+		obj.Insert(ast.InternedTerm("retries"), retriesSrc.Get(ast.InternedTerm("retries")))
 		if retries.PerTryTimeout != nil {
 			obj.Insert(ast.InternedTerm("perTryTimeoutNs"), ast.InternedTerm(int(retries.PerTryTimeout.Duration)))
 		}
@@ -248,9 +254,28 @@ func routeTable(name string, s *mesh.Service, inherited []string) *ast.Term {
 // encode converts a model value to an OPA term following its JSON
 // encoding (json tags, omitempty, encoding.TextMarshaler), except that nil
 // lists and maps without omitempty become [] and {} rather than null.
-func encode(v reflect.Value) *ast.Term { return encoderFor(v.Type())(v) }
+func encode(st *interner, v reflect.Value) *ast.Term { return encoderFor(v.Type())(st, v) }
 
-type encoderFunc func(reflect.Value) *ast.Term
+type encoderFunc func(*interner, reflect.Value) *ast.Term
+
+// interner interns the string terms of one encoding: a mesh repeats the
+// same values (protocols, methods, label values, version names) in every
+// service, and a shared term is one allocation instead of one per use.
+// OPA terms are immutable, so sharing them is safe.
+type interner struct{ terms map[string]*ast.Term }
+
+func newInterner() *interner { return &interner{terms: map[string]*ast.Term{}} }
+
+func (st *interner) term(s string) *ast.Term {
+	if t, ok := st.terms[s]; ok {
+		return t
+	}
+	t := ast.InternedTerm(s)
+	if len(st.terms) < 1<<16 {
+		st.terms[s] = t
+	}
+	return t
+}
 
 var (
 	encoders      sync.Map // reflect.Type -> encoderFunc
@@ -272,63 +297,63 @@ func encoderFor(t reflect.Type) encoderFunc {
 func newEncoder(t reflect.Type) encoderFunc {
 	switch {
 	case t == durationType:
-		return func(v reflect.Value) *ast.Term {
-			return ast.StringTerm(v.Interface().(mesh.Duration).String())
+		return func(st *interner, v reflect.Value) *ast.Term {
+			return st.term(time.Duration(v.Field(0).Int()).String())
 		}
 	case t.Kind() != reflect.Pointer && t.Implements(textMarshaler):
-		return func(v reflect.Value) *ast.Term {
+		return func(st *interner, v reflect.Value) *ast.Term {
 			b, _ := v.Interface().(encoding.TextMarshaler).MarshalText()
-			return ast.StringTerm(string(b))
+			return st.term(string(b))
 		}
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
 		elem := encoderFor(t.Elem())
-		return func(v reflect.Value) *ast.Term {
+		return func(st *interner, v reflect.Value) *ast.Term {
 			if v.IsNil() {
 				return ast.InternedNullTerm
 			}
-			return elem(v.Elem())
+			return elem(st, v.Elem())
 		}
 	case reflect.String:
-		return func(v reflect.Value) *ast.Term { return ast.InternedTerm(v.String()) }
+		return func(st *interner, v reflect.Value) *ast.Term { return st.term(v.String()) }
 	case reflect.Bool:
-		return func(v reflect.Value) *ast.Term { return ast.InternedTerm(v.Bool()) }
+		return func(_ *interner, v reflect.Value) *ast.Term { return ast.InternedTerm(v.Bool()) }
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return func(v reflect.Value) *ast.Term { return ast.InternedTerm(int(v.Int())) }
+		return func(_ *interner, v reflect.Value) *ast.Term { return ast.InternedTerm(int(v.Int())) }
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return func(v reflect.Value) *ast.Term { return ast.InternedTerm(int(v.Uint())) }
+		return func(_ *interner, v reflect.Value) *ast.Term { return ast.InternedTerm(int(v.Uint())) }
 	case reflect.Float32, reflect.Float64:
-		return func(v reflect.Value) *ast.Term { return ast.FloatNumberTerm(v.Float()) }
+		return func(_ *interner, v reflect.Value) *ast.Term { return ast.FloatNumberTerm(v.Float()) }
 	case reflect.Slice, reflect.Array:
 		elem := encoderFor(t.Elem())
-		return func(v reflect.Value) *ast.Term {
+		return func(st *interner, v reflect.Value) *ast.Term {
 			terms := make([]*ast.Term, v.Len())
 			for i := range terms {
-				terms[i] = elem(v.Index(i))
+				terms[i] = elem(st, v.Index(i))
 			}
 			return ast.ArrayTerm(terms...)
 		}
 	case reflect.Map:
 		elem := encoderFor(t.Elem())
-		return func(v reflect.Value) *ast.Term {
+		return func(st *interner, v reflect.Value) *ast.Term {
 			obj := ast.NewObjectWithCapacity(v.Len())
 			iter := v.MapRange()
 			for iter.Next() {
-				obj.Insert(ast.InternedTerm(iter.Key().String()), elem(iter.Value()))
+				obj.Insert(st.term(iter.Key().String()), elem(st, iter.Value()))
 			}
 			return ast.NewTerm(obj)
 		}
 	case reflect.Struct:
 		fields := structFields(t)
-		return func(v reflect.Value) *ast.Term {
+		return func(st *interner, v reflect.Value) *ast.Term {
 			obj := ast.NewObjectWithCapacity(len(fields))
 			for _, f := range fields {
 				fv := v.Field(f.index)
 				if f.omitEmpty && isEmpty(fv) {
 					continue
 				}
-				obj.Insert(f.key, f.enc(fv))
+				obj.Insert(f.key, f.enc(st, fv))
 			}
 			return ast.NewTerm(obj)
 		}
