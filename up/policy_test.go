@@ -44,6 +44,7 @@ func TestRateLimitAndHeaders(t *testing.T) {
 	codes := map[int]int{}
 	var first http.Header
 	var injected string
+	start := time.Now()
 	for i := 0; i < 40; i++ {
 		code, a, h, err := get(c, "http://api:9080/", nil)
 		if err != nil {
@@ -54,9 +55,12 @@ func TestRateLimitAndHeaders(t *testing.T) {
 			first, injected = h, a.Headers["x-mesh-injected"]
 		}
 	}
-	t.Logf("40 requests in a burst of 20 at 1 rps: %v", codes)
-	if codes[200] < 20 || codes[200] > 22 || codes[429] < 18 || codes[200]+codes[429] != 40 {
-		t.Errorf("codes %v, want 20 (+ up to 2 refilled) 200 and the rest 429", codes)
+	took := time.Since(start)
+	t.Logf("40 requests in %s, burst 20 at 1 rps: %v", took.Round(time.Millisecond), codes)
+	// The bucket refills one token a second while the requests run.
+	refill := int(took/time.Second) + 1
+	if codes[200] < 20 || codes[200] > 20+refill || codes[200]+codes[429] != 40 {
+		t.Errorf("codes %v, want 20 (+ up to %d refilled) 200 and the rest 429", codes, refill)
 	}
 	if injected != "yes" {
 		t.Errorf("echoed x-mesh-injected = %q, want yes", injected)
