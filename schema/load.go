@@ -135,7 +135,7 @@ func evaluate(dir, root string) (cue.Value, mesh.Positions, error) {
 	pos := positions(inst.Files, root)
 	v := cuecontext.New().BuildInstance(inst)
 	if err := v.Err(); err != nil {
-		return cue.Value{}, nil, fromCUE(err, root)
+		return cue.Value{}, nil, preferWritten(fromCUE(err, root), pos)
 	}
 	mv := v.LookupPath(cue.ParsePath("mesh"))
 	if !mv.Exists() {
@@ -147,16 +147,47 @@ func evaluate(dir, root string) (cue.Value, mesh.Positions, error) {
 		}}
 	}
 	if err := mv.Validate(cue.Concrete(true), cue.Final()); err != nil {
-		es := fromCUE(err, root)
-		for _, e := range es {
-			if !e.Pos.IsValid() || inSchema(e.Pos) {
-				e.Also = append([]mesh.Pos{e.Pos}, e.Also...)
-				e.Pos = pos.Lookup(e.Path)
-			}
-		}
-		return cue.Value{}, nil, es.sorted()
+		return cue.Value{}, nil, preferWritten(fromCUE(err, root), pos)
 	}
 	return mv, pos, nil
+}
+
+// preferWritten makes the primary position of each error the place where
+// its field was written. CUE lists the positions of every conjunct, and
+// the first may be the `mesh: weft.#Mesh &` reference that brought the
+// constraint, or only the schema's. Among CUE's positions the one on the
+// field's own line wins (it has the value's column); otherwise the
+// field's (or its nearest written ancestor's) position is used.
+func preferWritten(es Errors, pos mesh.Positions) Errors {
+	for _, e := range es {
+		written := pos.Lookup(e.Path)
+		if !written.IsValid() {
+			continue
+		}
+		all := append([]mesh.Pos{e.Pos}, e.Also...)
+		best := -1
+		for i, p := range all {
+			if p.File == written.File && p.Line == written.Line {
+				best = i
+				break
+			}
+		}
+		if best < 0 {
+			if e.Pos.IsValid() && !inSchema(e.Pos) {
+				continue // CUE named a user position off the field's line: keep it
+			}
+			all = append([]mesh.Pos{written}, all...)
+			best = 0
+		}
+		e.Pos = all[best]
+		e.Also = e.Also[:0]
+		for i, p := range all {
+			if i != best && p.IsValid() {
+				e.Also = append(e.Also, p)
+			}
+		}
+	}
+	return es.sorted()
 }
 
 // checkImport insists that the package imports the schema: a mesh value
