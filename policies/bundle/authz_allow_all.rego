@@ -17,13 +17,14 @@ package weft.rules.authz_allow_all
 deny contains {"msg": msg, "path": ["mesh", "services", name, "authz", "allow", i]} if {
 	some name, s in input.mesh.services
 	some i, rule in s.authz.allow
-	count(object.get(rule, "from", [])) == 0
+	object.get(rule, "from", []) == []
 	msg := sprintf("service %s: authz.allow[%d] has no from, so it allows every caller", [name, i])
 }
 
 deny contains {"msg": msg, "path": ["mesh", "services", name, "authz", "allow", i, "from", j]} if {
 	some name, s in input.mesh.services
 	some i, rule in s.authz.allow
+	"*" in rule.from
 	some j, from in rule.from
 	from == "*"
 	msg := sprintf("service %s: authz.allow[%d] allows every mesh identity (\"*\")", [name, i])

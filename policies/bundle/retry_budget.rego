@@ -22,18 +22,21 @@ import data.weft.lib
 
 max_attempts := object.get(lib.config("retry_budget"), "max_attempts", 5)
 
-deny contains {"msg": msg, "path": array.concat(lib.route_path(r), ["retries", "attempts"])} if {
+# too_many are the route table entries with more retries than allowed.
+too_many contains r if {
 	some table in input.routes
 	some r in table
 	r.retries.attempts > max_attempts
+}
+
+deny contains {"msg": msg, "path": array.concat(lib.route_path(r), ["retries", "attempts"])} if {
+	some r in too_many
 	r.retriesFrom == "route"
 	msg := sprintf("%s of service %s retries %d times, more than %d", [lib.route_label(r), r.service, r.retries.attempts, max_attempts])
 }
 
 deny contains {"msg": msg, "path": ["mesh", "services", r.service, "retries", "attempts"]} if {
-	some table in input.routes
-	some r in table
-	r.retries.attempts > max_attempts
+	some r in too_many
 	r.retriesFrom != "route"
 	s := input.mesh.services[r.service]
 	msg := sprintf("service %s retries %d times%s, more than %d", [r.service, r.retries.attempts, lib.inherited_note(s, "retries"), max_attempts])
