@@ -461,6 +461,14 @@ func TestInheritedNeedsTheDefaultValue(t *testing.T) {
 		},
 		Positions: mesh.Positions{"mesh.services.a.mtls": {File: "x.cue", Line: 1}},
 	}
+	// A model built by hand, without the loader's resolved timeouts and
+	// retries, still converts and evaluates.
+	m.Services["c"] = &mesh.Service{Name: "c", Ports: map[string]mesh.Port{"http": {Port: 80, Protocol: mesh.HTTP}}, Routes: []mesh.Route{{}}}
+	if e, err := policies.New(ctx, policies.Options{}); err != nil {
+		t.Fatal(err)
+	} else if _, err := e.Eval(ctx, policies.Input{Model: m}); err != nil {
+		t.Fatal(err)
+	}
 	got, _ := ast.JSON(policies.BuildInput(policies.Input{Model: m}))
 	svcs := got.(map[string]any)["mesh"].(map[string]any)["services"].(map[string]any)
 	if inh := svcs["a"].(map[string]any)["inherited"]; !reflect.DeepEqual(inh, map[string]any{"timeout": true, "namespace": true, "circuitBreaker": true, "outlierDetection": true}) {

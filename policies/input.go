@@ -231,14 +231,20 @@ func routeTable(st *interner, name string, s *mesh.Service, svc ast.Object, inhe
 				}
 			}
 		}
-		obj.Insert(ast.InternedTerm("timeout"), timeoutSrc.Get(ast.InternedTerm("timeout")))
-		obj.Insert(ast.InternedTerm("timeoutNs"), ast.InternedTerm(int(timeout.Duration)))
-		obj.Insert(ast.InternedTerm("timeoutFrom"), ast.InternedTerm(timeoutFrom))
-		obj.Insert(ast.InternedTerm("retries"), retriesSrc.Get(ast.InternedTerm("retries")))
-		if retries.PerTryTimeout != nil {
-			obj.Insert(ast.InternedTerm("perTryTimeoutNs"), ast.InternedTerm(int(retries.PerTryTimeout.Duration)))
+		// A loaded model always has both (the loader resolves them); a
+		// model built by hand may not.
+		if t := timeoutSrc.Get(ast.InternedTerm("timeout")); timeout != nil && t != nil {
+			obj.Insert(ast.InternedTerm("timeout"), t)
+			obj.Insert(ast.InternedTerm("timeoutNs"), ast.InternedTerm(int(timeout.Duration)))
+			obj.Insert(ast.InternedTerm("timeoutFrom"), ast.InternedTerm(timeoutFrom))
 		}
-		obj.Insert(ast.InternedTerm("retriesFrom"), ast.InternedTerm(retriesFrom))
+		if t := retriesSrc.Get(ast.InternedTerm("retries")); retries != nil && t != nil {
+			obj.Insert(ast.InternedTerm("retries"), t)
+			if retries.PerTryTimeout != nil {
+				obj.Insert(ast.InternedTerm("perTryTimeoutNs"), ast.InternedTerm(int(retries.PerTryTimeout.Duration)))
+			}
+			obj.Insert(ast.InternedTerm("retriesFrom"), ast.InternedTerm(retriesFrom))
+		}
 		return ast.NewTerm(obj)
 	}
 	terms := make([]*ast.Term, 0, len(s.Routes)+1)
