@@ -141,6 +141,11 @@ func TestExampleEnvironmentsPass(t *testing.T) {
 	if len(rep.Envs) != 4 {
 		t.Errorf("%d environments vetted, want base, dev, prod, staging", len(rep.Envs))
 	}
+	// The directory of an environment is that environment.
+	byDir := vet(t, filepath.Join(examples(), "prod"), policies.VetOptions{})
+	if g := summaries(byDir.Findings()); len(byDir.Envs) != 1 || byDir.Envs[0].Name != "prod" || !reflect.DeepEqual(g, want[:2]) {
+		t.Errorf("vet environments/prod: %v", g)
+	}
 	// One environment alone gives the same (the others are loaded for
 	// the canary comparison only).
 	one := vet(t, examples(), policies.VetOptions{Env: "prod"})

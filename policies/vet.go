@@ -117,6 +117,13 @@ func PolicyDirs(dir string, extra []string) []string {
 // policies' fault.
 func Vet(ctx context.Context, dir string, opts VetOptions) (*Report, error) {
 	root := schema.ModuleRoot(dir)
+	if opts.Env == "" {
+		// `weft vet DIR/prod` is `weft vet DIR --env prod`: the policies
+		// must know the environment they judge.
+		if env, ok := envOf(dir, root); ok {
+			dir, opts.Env = root, env
+		}
+	}
 	rep := &Report{Root: root}
 	eng, err := New(ctx, Options{Dirs: PolicyDirs(dir, opts.PolicyDirs), Root: root})
 	if err != nil {
@@ -166,6 +173,25 @@ func Vet(ctx context.Context, dir string, opts VetOptions) (*Report, error) {
 		rep.Envs = append(rep.Envs, er)
 	}
 	return rep, nil
+}
+
+// envOf reports whether dir is one of the environment directories of the
+// repository at root (root/environments/E or root/E), and which.
+func envOf(dir, root string) (string, bool) {
+	abs, err := filepath.Abs(dir)
+	if err != nil || abs == root {
+		return "", false
+	}
+	env := filepath.Base(abs)
+	if p := filepath.Dir(abs); p != root && p != filepath.Join(root, "environments") {
+		return "", false
+	}
+	for _, e := range schema.Environments(root) {
+		if e == env {
+			return env, true
+		}
+	}
+	return "", false
 }
 
 // loadAll loads the environments of dir concurrently.
