@@ -8,9 +8,11 @@ import (
 	"io/fs"
 	"os"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/loader"
@@ -62,10 +64,12 @@ type Rule struct {
 // Engine evaluates compiled policies: build it once with New, then call
 // Eval for every environment and revision. It is safe for concurrent use.
 type Engine struct {
-	query  rego.PreparedEvalQuery
-	rules  map[string]*Rule
-	slots  []slot
-	config *Config
+	// queries evaluate the rules in groups, concurrently (one group per
+	// core, up to one per rule): each is data.weft.internal.engine.g<N>.r.
+	queries []rego.PreparedEvalQuery
+	rules   map[string]*Rule
+	slots   []slot
+	config  *Config
 }
 
 // slot is one deny/warn rule of one package, evaluated as one key of the
@@ -134,26 +138,33 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	for id, r := range rules {
 		r.Config = config.rule(id)
 	}
-	agg, err := aggregate(slots, rules)
+	groups := max(1, min(runtime.GOMAXPROCS(0), len(rules), 8))
+	aggs, err := aggregate(slots, rules, groups)
 	if err != nil {
 		return nil, fmt.Errorf("policies: generated module: %w", err)
 	}
-	modules["weft:engine.rego"] = agg
+	for i, agg := range aggs {
+		modules[fmt.Sprintf("weft:engine/g%d.rego", i)] = agg
+	}
 
 	c := ast.NewCompiler().WithCapabilities(capabilities())
 	c.Compile(modules)
 	if c.Failed() {
 		return nil, n.fromOPA(c.Errors)
 	}
-	pq, err := rego.New(
-		rego.Compiler(c),
-		rego.Store(inmem.NewFromObjectWithOpts(data, inmem.OptRoundTripOnWrite(true), inmem.OptReturnASTValuesOnRead(true))),
-		rego.Query("data.weft.internal.engine.r"),
-	).PrepareForEval(ctx)
-	if err != nil {
-		return nil, n.fromOPA(err)
+	store := inmem.NewFromObjectWithOpts(data, inmem.OptRoundTripOnWrite(true), inmem.OptReturnASTValuesOnRead(true))
+	queries := make([]rego.PreparedEvalQuery, groups)
+	for i := range queries {
+		queries[i], err = rego.New(
+			rego.Compiler(c),
+			rego.Store(store),
+			rego.Query(fmt.Sprintf("data.weft.internal.engine.g%d.r", i)),
+		).PrepareForEval(ctx)
+		if err != nil {
+			return nil, n.fromOPA(err)
+		}
 	}
-	return &Engine{query: pq, rules: rules, slots: slots, config: config}, nil
+	return &Engine{queries: queries, rules: rules, slots: slots, config: config}, nil
 }
 
 // capabilities are OPA's builtins less those that would make a policy
@@ -282,30 +293,47 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// aggregate generates the engine's module: one key of the object
-// data.weft.internal.engine.r per slot, each the value of one deny/warn
-// rule, guarded by the environments the rule runs in. One query then
-// evaluates every rule that applies, and a rule that is off in an
-// environment is not evaluated there at all.
-func aggregate(slots []slot, rules map[string]*Rule) (*ast.Module, error) {
-	var b strings.Builder
-	b.WriteString("package weft.internal.engine\n\n")
+// aggregate generates the engine's modules: in the package
+// weft.internal.engine.g<N> of each group, one key of the object r per
+// slot, each the value of one deny/warn rule, guarded by the environments
+// the rule runs in. One query per group then evaluates every rule of the
+// group that applies, and a rule that is off in an environment is not
+// evaluated there at all. A rule's slots share a group (rules are dealt
+// round-robin in id order), so that its helper rules are evaluated once.
+func aggregate(slots []slot, rules map[string]*Rule, groups int) ([]*ast.Module, error) {
+	group := map[string]int{}
+	for i, id := range sortedKeys(rules) {
+		group[id] = i % groups
+	}
+	bs := make([]strings.Builder, groups)
+	for g := range bs {
+		fmt.Fprintf(&bs[g], "package weft.internal.engine.g%d\n\n", g)
+	}
 	for i, s := range slots {
 		rc := rules[s.rule].Config
 		if !rc.Enabled || contains(rc.Skip, "*") {
 			continue
 		}
+		b := &bs[group[s.rule]]
 		ref := append(append(rulesRef.Copy(), idTerms(s.rule)...), ast.StringTerm(s.kind))
-		fmt.Fprintf(&b, "r[%q] := v if {\n", strconv.Itoa(i))
+		fmt.Fprintf(b, "r[%q] := v if {\n", strconv.Itoa(i))
 		if rc.Only != nil && !contains(rc.Only, "*") {
-			fmt.Fprintf(&b, "\tinput.environment in %s\n", setOf(rc.Only))
+			fmt.Fprintf(b, "\tinput.environment in %s\n", setOf(rc.Only))
 		}
 		if len(rc.Skip) > 0 {
-			fmt.Fprintf(&b, "\tnot input.environment in %s\n", setOf(rc.Skip))
+			fmt.Fprintf(b, "\tnot input.environment in %s\n", setOf(rc.Skip))
 		}
-		fmt.Fprintf(&b, "\tv := %s\n}\n\n", ref)
+		fmt.Fprintf(b, "\tv := %s\n}\n\n", ref)
 	}
-	return ast.ParseModuleWithOpts("weft:engine.rego", b.String(), ast.ParserOptions{RegoVersion: ast.RegoV1})
+	out := make([]*ast.Module, groups)
+	for g := range bs {
+		m, err := ast.ParseModuleWithOpts(fmt.Sprintf("weft:engine/g%d.rego", g), bs[g].String(), ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			return nil, err
+		}
+		out[g] = m
+	}
+	return out, nil
 }
 
 func idTerms(id string) []*ast.Term {
@@ -355,31 +383,46 @@ func (e *Engine) Eval(ctx context.Context, in Input) ([]Finding, error) {
 // EvalValue is Eval with the input already built by BuildInput (for
 // callers that evaluate one input several times, and for benchmarks).
 func (e *Engine) EvalValue(ctx context.Context, m *mesh.Model, input ast.Value) ([]Finding, error) {
-	rs, err := e.query.Eval(ctx, rego.EvalParsedInput(input))
-	if err != nil {
+	results := make([]map[string]any, len(e.queries))
+	errs := make([]error, len(e.queries))
+	var wg sync.WaitGroup
+	for g, q := range e.queries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rs, err := q.Eval(ctx, rego.EvalParsedInput(input))
+			if err == nil && len(rs) == 1 && len(rs[0].Expressions) == 1 {
+				results[g], _ = rs[0].Expressions[0].Value.(map[string]any)
+			}
+			errs[g] = err
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
 		var te *topdown.Error
 		if errors.As(err, &te) {
 			return nil, Errors{&Error{Pos: (names{}).pos(te.Location), Msg: te.Code + ": " + te.Message}}
 		}
 		return nil, err
 	}
-	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
-		return nil, nil
-	}
-	results, _ := rs[0].Expressions[0].Value.(map[string]any)
 	env := EnvName(m.Environment)
 	var out []Finding
-	for _, key := range sortedKeys(results) {
-		i, err := strconv.Atoi(key)
-		if err != nil || i < 0 || i >= len(e.slots) {
-			continue
+	for _, group := range results {
+		for _, key := range sortedKeys(group) {
+			i, err := strconv.Atoi(key)
+			if err != nil || i < 0 || i >= len(e.slots) {
+				continue
+			}
+			s := e.slots[i]
+			fs, err := e.findings(m, env, s, group[key])
+			if err != nil {
+				return nil, Errors{&Error{Pos: e.rules[s.rule].Pos, Msg: err.Error()}}
+			}
+			out = append(out, fs...)
 		}
-		s := e.slots[i]
-		fs, err := e.findings(m, env, s, results[key])
-		if err != nil {
-			return nil, Errors{&Error{Pos: e.rules[s.rule].Pos, Msg: err.Error()}}
-		}
-		out = append(out, fs...)
 	}
 	out = e.config.apply(out)
 	SortFindings(out)
