@@ -10,9 +10,10 @@
 //     the library weft.lib, and data.json, the default configuration.
 //   - The engine (New, Engine.Eval): the bundle, the mesh repository's
 //     policies/ folder and any --policy folders are loaded and compiled
-//     once into one prepared query, then evaluated for every environment
-//     and revision. A file that does not parse or compile is an error with
-//     its file:line (Errors), never skipped.
+//     once into prepared queries (the rules dealt into one group per core,
+//     evaluated concurrently), then evaluated for every environment and
+//     revision. A file that does not parse or compile is an error with its
+//     file:line (Errors), never skipped.
 //   - The input document (BuildInput): input.mesh is the model with the
 //     field names of the CUE schema (and, per service, the fields inherited
 //     from mesh.defaults), input.routes the effective route tables as the
