@@ -344,9 +344,14 @@ func newEncoder(t reflect.Type) encoderFunc {
 		elem := encoderFor(t.Elem())
 		return func(st *interner, v reflect.Value) *ast.Term {
 			obj := ast.NewObjectWithCapacity(v.Len())
+			// SetIter* reuse one key and one value instead of
+			// allocating a copy per entry.
+			key, val := reflect.New(t.Key()).Elem(), reflect.New(t.Elem()).Elem()
 			iter := v.MapRange()
 			for iter.Next() {
-				obj.Insert(st.term(iter.Key().String()), elem(st, iter.Value()))
+				key.SetIterKey(iter)
+				val.SetIterValue(iter)
+				obj.Insert(st.term(key.String()), elem(st, val))
 			}
 			return ast.NewTerm(obj)
 		}
