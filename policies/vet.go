@@ -53,6 +53,9 @@ type EnvReport struct {
 	Err error
 	// Findings are the policies' findings.
 	Findings []Finding
+	// Model is the environment's model when it loaded: `weft build`
+	// compiles the very model the policies judged.
+	Model *mesh.Model
 }
 
 // Failed reports whether the environment fails the gate.
@@ -164,7 +167,7 @@ func Vet(ctx context.Context, dir string, opts VetOptions) (*Report, error) {
 				}
 				return nil, err
 			}
-			er.Findings = fs
+			er.Findings, er.Model = fs, m
 		} else if es, ok := errs[e].(schema.Errors); ok {
 			er.Schema = es
 		} else {

@@ -189,3 +189,29 @@ func TestEnvoyAcceptsEveryClass(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildRunsThePolicyGate: weft build refuses what weft vet denies, so
+// that nothing a policy forbids is ever compiled.
+func TestBuildRunsThePolicyGate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mesh")
+	weftRun(t, ".", "init", dir)
+	fault := "package mesh\nmesh: services: api: routes: [_, {fault: abort: {percent: 10}}]\n"
+	if err := os.WriteFile(filepath.Join(dir, "environments", "prod", "fault.cue"), []byte(fault), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	r := weftRun(t, dir, "build", ".", "--env", "prod", "-o", out)
+	if r.code != 1 || !strings.Contains(r.stderr, "no_fault_injection") || !strings.Contains(r.stderr, "prod/fault.cue") {
+		t.Fatalf("build of a denied revision: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("build of a denied revision created %s", out)
+	}
+	// dev allows fault injection: the same change builds there.
+	if err := os.Rename(filepath.Join(dir, "environments", "prod", "fault.cue"), filepath.Join(dir, "environments", "dev", "fault.cue")); err != nil {
+		t.Fatal(err)
+	}
+	if r := weftRun(t, dir, "build", ".", "--env", "dev", "-o", out); r.code != 0 {
+		t.Fatalf("build of dev with a fault: %+v", r)
+	}
+}

@@ -2,24 +2,28 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weft-dev/weft/compiler"
+	"github.com/weft-dev/weft/policies"
 	"github.com/weft-dev/weft/schema"
 )
 
 func newBuildCmd() *cobra.Command {
 	var (
 		env, out, revision string
+		policyDirs         []string
 		boot               compiler.BootstrapOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "build DIR -o OUT",
 		Short: "Compile a mesh into Envoy configuration files",
-		Long: `build vets DIR (like weft vet) and compiles it into one configuration per
+		Long: `build vets DIR exactly like weft vet (schema, cross references, policies:
+a deny stops it and nothing is written) and compiles it into one configuration per
 proxy class (a service version). For each class it writes to OUT/<class>/:
 
   listeners.yaml routes.yaml clusters.yaml endpoints.yaml   the xDS resources
@@ -38,14 +42,29 @@ non-empty directory is refused.`,
 			if out == "" {
 				return fmt.Errorf("build: -o OUT is required")
 			}
-			m, err := loadModel(args[0], env, revision)
+			if revision == "" {
+				revision = gitRevision(args[0])
+			}
+			// The same gate as weft vet and the reconciler: a revision that
+			// fails the schema or a deny policy is not compiled.
+			rep, err := policies.Vet(cmd.Context(), args[0], policies.VetOptions{Env: env, Revision: revision, PolicyDirs: policyDirs})
 			if err != nil {
-				if schema.IsErrors(err) {
-					printLoadError(cmd.ErrOrStderr(), args[0], env, err)
-					return exitError{1}
-				}
 				return err
 			}
+			// Without --env, vet judges the base and every environment;
+			// build compiles the base, so only the base's report counts.
+			if len(rep.Envs) > 1 {
+				rep.Envs = builtEnv(rep.Envs, policies.BaseEnv)
+			}
+			if rep.Failed() || len(rep.Envs) != 1 || rep.Envs[0].Model == nil {
+				if err := rep.Write(policies.Text, policies.WriteOptions{
+					Stdout: io.Discard, Stderr: cmd.ErrOrStderr(), Base: displayBase(args[0]), Color: colorful(cmd.ErrOrStderr()),
+				}); err != nil {
+					return err
+				}
+				return exitError{1}
+			}
+			m := rep.Envs[0].Model
 			res, err := compiler.Compile(m, nil, compiler.Options{})
 			if err != nil {
 				return fmt.Errorf("compile: %w", err)
@@ -65,9 +84,19 @@ non-empty directory is refused.`,
 	f.StringVar(&env, "env", "", "environment to unify with the base (DIR/environments/ENV or DIR/ENV)")
 	f.StringVarP(&out, "output", "o", "", "output directory")
 	f.StringVar(&revision, "revision", "", `source revision recorded in versions and provenance (default: git HEAD of DIR, "-dirty" if modified, or "local")`)
+	f.StringArrayVar(&policyDirs, "policy", nil, "folder of Rego and data files compiled with the default policies (repeatable), as in weft vet")
 	f.Uint32Var(&boot.AdminPort, "admin-port", compiler.DefaultAdminPort, "Envoy admin port in the bootstraps (127.0.0.1)")
 	f.StringVar(&boot.SDSSocket, "sds-socket", compiler.DefaultSDSSocket, "unix socket of the agent's SDS server in the bootstraps")
 	return cmd
+}
+
+func builtEnv(envs []policies.EnvReport, name string) []policies.EnvReport {
+	for _, e := range envs {
+		if e.Name == name {
+			return []policies.EnvReport{e}
+		}
+	}
+	return nil
 }
 
 // writeTree writes files into a fresh sibling directory and swaps it in,
