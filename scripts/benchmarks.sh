@@ -22,6 +22,7 @@ SUITES_ALL=(
 	"policies|./policies/|^BenchmarkPolicies$|5x|the policy gate on one environment (prod, every default rule), engine compiled once: check = model to OPA input + evaluation of the prepared query + findings with file:line; input and eval are its two parts. Generated meshes as above; clean ones give every service a timeout and pass every rule, the others get one route_timeout deny per service"
 	"xds-delta-push|./reconciler/xds/|^BenchmarkDeltaEndpointPush$|200x|xDS server: one endpoint change pushed to 100 connected delta ADS clients (in-process gRPC clients on loopback, not Envoys) until the server has all 100 ACKs; p50/p99 over iterations"
 	"xds-sotw-sync|./reconciler/xds/|^BenchmarkSotWFullSync$|5x|xDS server, 1,000-service mesh (2,000 classes, compiled once), 100 SotW ADS clients of distinct classes: connect = 100 new clients until all hold all their resources and are ACKed; republish = a new revision of the whole mesh (every snapshot built and checked) until all 100 ACKed"
+	"ca-sign|./reconciler/ca/|^BenchmarkSign|2000x|mesh CA: parse and check a P-256 CSR and sign a 24h workload certificate with a SPIFFE URI SAN; certs/s in the raw lines (Parallel: on both cores)"
 	"gitops|./up/|^BenchmarkGitOpsLoop$|10x|weft up following a git branch (default 1s poll): a commit that changes a split, until all 3 real Envoys have ACKed it; time/op is the mean, p50-ms and max-ms in the raw lines"
 )
 

@@ -103,7 +103,15 @@ func newStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the served revision, the last error and every proxy of a running weft up",
-		Args:  cobra.NoArgs,
+		Long: `status asks a running weft up (its status endpoint, found in the state
+directory) for the revision it serves, the last revision it attempted with
+its error and file:line if it failed, and every proxy: its class, whether it
+has ACKed the served version (per xDS type), its last NACK with Envoy's
+message and the resource's file:line, and its certificate's expiry.`,
+		Example: `  weft status                       # the weft up started in this directory (.weft)
+  weft status --state-dir /tmp/mesh-state
+  weft status --addr 127.0.0.1:40123`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if addr == "" {
 				var err error
@@ -131,7 +139,15 @@ func newDemoAppCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo-app",
 		Short: "The demo workload of weft up: echoes itself and the request, calls dependencies on ?call=",
-		Args:  cobra.NoArgs,
+		Long: `demo-app is the workload weft up runs for services without local.command.
+It answers every request with JSON: its service, version and instance, the
+request's method, host, path and headers (x-forwarded-client-cert shows the
+caller's SPIFFE id). With ?call=SERVICE[/PATH] (repeatable) it calls those
+services through its HTTP_PROXY (its Envoy) and includes their answers.
+See docs/local-mode.md for the knobs that make it fail or slow down.`,
+		Example: `  weft demo-app --addr 127.0.0.1:8080 --service reviews --version v2
+  curl 'http://127.0.0.1:8080/?call=ratings'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
