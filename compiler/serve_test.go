@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -216,7 +215,7 @@ func (h *harness) proxy(t *testing.T, m *mesh.Model, class string) *proxy {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, h.envoy, "-c", file, "--disable-hot-restart", "--log-level", "warn", "--concurrency", "1")
-	out := &lockedBuffer{}
+	out := &tooltest.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -346,7 +345,7 @@ func freePorts(t *testing.T, n int) []uint32 {
 	return out
 }
 
-func waitReady(t *testing.T, admin uint32, out *lockedBuffer) {
+func waitReady(t *testing.T, admin uint32, out *tooltest.Output) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -361,21 +360,4 @@ func waitReady(t *testing.T, admin uint32, out *lockedBuffer) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("envoy not ready:\n%s", out.String())
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

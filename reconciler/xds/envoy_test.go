@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -72,7 +71,7 @@ func portsHook(node *corev3.Node, c *compiler.Class) (*compiler.Class, error) {
 type envoyProc struct {
 	id                       string
 	admin, inbound, outbound int
-	out                      *lockedBuffer
+	out                      *tooltest.Output
 }
 
 // startEnvoy runs an Envoy whose only static resource is the xds cluster
@@ -81,7 +80,7 @@ func startEnvoy(t *testing.T, addr, id, class string, delta bool) *envoyProc {
 	t.Helper()
 	bin := tooltest.Envoy(t)
 	ports := freePorts(t, 3)
-	e := &envoyProc{id: id, admin: ports[0], inbound: ports[1], outbound: ports[2], out: &lockedBuffer{}}
+	e := &envoyProc{id: id, admin: ports[0], inbound: ports[1], outbound: ports[2], out: &tooltest.Output{}}
 	host, port, _ := net.SplitHostPort(addr)
 	api := "GRPC"
 	if delta {
@@ -318,21 +317,4 @@ func freePorts(t *testing.T, n int) []int {
 		ln.Close()
 	}
 	return out
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -18,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,7 +131,7 @@ func clientCert(t *testing.T, c *ca.CA, id cav1.Identity) tls.Certificate {
 type runningAgent struct {
 	*agent.Agent
 	admin int
-	out   *lockedBuffer
+	out   *tooltest.Output
 	// stop cancels Run and waits for it (at most 20s); idempotent.
 	stop         func() error
 	expectRunErr bool // Run may end with an error (e.g. no certificate)
@@ -142,7 +141,7 @@ type runningAgent struct {
 // ends.
 func (e *meshEnv) startAgent(t *testing.T, name string, mutate func(*agent.Config)) *runningAgent {
 	t.Helper()
-	out := &lockedBuffer{}
+	out := &tooltest.Output{}
 	ports := freePorts(t, 1)
 	cfg := agent.Config{
 		Identity:        orders,
@@ -340,23 +339,6 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
