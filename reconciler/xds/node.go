@@ -213,6 +213,7 @@ func (s *Server) set(n *node, c *compiler.Class, snap *cache.Snapshot, changed m
 		// The simple cache only fails when a response cannot be built.
 		s.log.Error("setting snapshot", "node", n.id, "error", err)
 	}
+	s.openParked(n.id)
 }
 
 // checkSynced marks the node in sync when nothing is pending; s.mu is

@@ -73,7 +73,8 @@ type Server struct {
 	nodes       map[string]*node  // by node id
 	streams     map[int64]*stream // by stream id (SotW and delta ids are separate counters)
 	deltas      map[int64]*stream
-	changed     chan struct{} // closed on every status change
+	parked      map[string][]*parkedWatch // by node id: SotW watches opened before the node's snapshot
+	changed     chan struct{}             // closed on every status change
 }
 
 // served is a class of the served revision with its checked snapshot.
@@ -101,11 +102,12 @@ func New(opts Options) *Server {
 		nodes:   map[string]*node{},
 		streams: map[int64]*stream{},
 		deltas:  map[int64]*stream{},
+		parked:  map[string][]*parkedWatch{},
 		changed: make(chan struct{}),
 	}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.cache = cache.NewSnapshotCache(true, cache.IDHash{}, nil)
-	s.xds = serverv3.NewServer(s.ctx, s.cache, callbacks{s})
+	s.xds = serverv3.NewServer(s.ctx, watchCache{s.cache, s}, callbacks{s})
 	gopts := append([]grpc.ServerOption(nil), opts.GRPCOptions...)
 	if opts.TLS != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
