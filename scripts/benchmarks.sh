@@ -28,7 +28,7 @@ SUITES_ALL=(
 
 OUT="$ROOT/BENCHMARKS.md"
 RAW="$(mktemp)"
-trap 'rm -f "$RAW"' EXIT
+trap 'rm -f "$RAW" "$OUT.tmp"' EXIT
 
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 {
