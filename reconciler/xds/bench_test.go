@@ -77,6 +77,11 @@ func BenchmarkDeltaEndpointPush(b *testing.B) {
 	for i := range clients {
 		clients[i] = dial(b, addr, fmt.Sprintf("proxy-%03d", i), fmt.Sprintf("svc-00000-v%d", i%2+1), true)
 	}
+	// Every client registered and served before the first iteration
+	// (WaitSynced alone does not wait for a proxy not yet connected).
+	for _, cl := range clients {
+		cl.waitVersion(b, time.Minute, a.Class(cl.class).SnapshotVersion, allTypes...)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := s.WaitSynced(ctx); err != nil {

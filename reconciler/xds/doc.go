@@ -40,7 +40,8 @@
 // sent response is an ACK of its version, or a NACK when it carries
 // error_detail. A node is in sync with its version when every type it
 // subscribes to has ACKed it (delta: every type whose resources changed;
-// the others are not resent). A NACK keeps Envoy's message and, when the
+// the others are not resent, so a late ACK of an earlier version whose
+// resources of that type are the same counts). A NACK keeps Envoy's message and, when the
 // resource can be told (its name in the message, the only resource of the
 // response, or the only one changed since the last ACKed version), the
 // resource's provenance (service, file:line) from its metadata.

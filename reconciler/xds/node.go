@@ -32,13 +32,38 @@ type node struct {
 	version          string
 	ackedVersion     string
 
-	subscribed map[string]bool   // type URLs the node has asked for
-	pending    map[string]bool   // types that have not ACKed version yet
+	subscribed map[string]bool // type URLs the node has asked for
+	pending    map[string]bool // types that have not ACKed version yet
+	// earlier are the classes served to a delta node before cls while a
+	// type was pending, newest last (at most maxEarlier). A delta stream
+	// is not resent a type whose resources did not change, so the ACK of
+	// a response of an earlier version is the ACK of version for every
+	// type the two classes have alike (acks).
+	earlier    []*compiler.Class
 	ackedType  map[string]string // type URL -> last ACKed version
 	nack       *status.NACK
 	nackFor    string // version of the last NACK
 	certExpiry time.Time
 	err        string
+}
+
+// maxEarlier bounds node.earlier: a proxy that does not answer is not
+// remembered every revision published meanwhile.
+const maxEarlier = 8
+
+// acks tells whether an ACK of a response of version v, of type t, ACKs
+// the node's version: v is the version, or (delta) the class of version v
+// has the same resources of type t as the node's class.
+func (n *node) acks(t, v string) bool {
+	if v == n.version {
+		return true
+	}
+	for _, c := range n.earlier {
+		if c.SnapshotVersion == v && n.cls != nil && !changedTypes(c, n.cls)[t] {
+			return true
+		}
+	}
+	return false
 }
 
 // inSync: the node has ACKed its version for every type it subscribes
@@ -202,6 +227,15 @@ func (s *Server) set(n *node, c *compiler.Class, snap *cache.Snapshot, changed m
 	if n.cls != c {
 		n.prev = n.cls
 	}
+	// A delta type still pending keeps waiting for the ACK of a response
+	// of n.cls (sent or still to be sent); if c has the same resources of
+	// that type, the cache sends nothing new and that ACK is the one.
+	if n.transport == status.TransportDelta && n.cls != nil && n.cls != c && len(n.pending) > 0 {
+		n.earlier = append(n.earlier, n.cls)
+		if len(n.earlier) > maxEarlier {
+			n.earlier = append(n.earlier[:0:0], n.earlier[len(n.earlier)-maxEarlier:]...)
+		}
+	}
 	n.cls, n.version, n.err = c, c.SnapshotVersion, ""
 	s.checkSynced(n)
 	if n.transport == status.TransportDelta {
@@ -222,6 +256,9 @@ func (s *Server) checkSynced(n *node) {
 	if len(n.pending) == 0 && n.version != "" && n.ackedVersion != n.version && (n.nack == nil || n.nackFor != n.version) && len(n.subscribed) > 0 {
 		n.ackedVersion = n.version
 		n.acked = n.cls
+	}
+	if len(n.pending) == 0 {
+		n.earlier = nil
 	}
 }
 
@@ -256,7 +293,7 @@ func (s *Server) request(st *stream, meta *corev3.Node, typeURL, nonce string, e
 		s.nacked(n, typeURL, r, errDetail)
 	} else {
 		n.ackedType[typeURL] = r.version
-		if r.version == n.version && len(st.sent[typeURL]) == 0 {
+		if n.acks(typeURL, r.version) && len(st.sent[typeURL]) == 0 {
 			delete(n.pending, typeURL)
 		}
 		s.checkSynced(n)
@@ -270,7 +307,7 @@ func (s *Server) response(st *stream, typeURL, nonce, version string, names []st
 		st.sent = map[string][]sentResponse{}
 	}
 	st.sent[typeURL] = append(st.sent[typeURL], sentResponse{nonce: nonce, version: version, names: names})
-	if n := st.node; n != nil && version == n.version {
+	if n := st.node; n != nil && n.acks(typeURL, version) {
 		n.pending[typeURL] = true
 	}
 }
@@ -287,7 +324,7 @@ func (s *Server) closed(st *stream) {
 	}
 	n.disconnectedAt = s.opts.Now()
 	s.cache.ClearSnapshot(n.id)
-	n.cls, n.prev, n.acked = nil, nil, nil
+	n.cls, n.prev, n.acked, n.earlier = nil, nil, nil, nil
 	n.subscribed, n.pending = map[string]bool{}, map[string]bool{}
 	s.log.Info("proxy disconnected", "node", n.id, "class", n.class)
 	s.notify()

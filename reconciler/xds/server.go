@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -158,28 +159,60 @@ func (s *Server) notify() {
 }
 
 // WaitSynced blocks until every connected proxy whose class is served has
-// ACKed the version it is served, or ctx ends.
+// ACKed the version it is served, or ctx ends; its error then names the
+// proxies not in sync and what each still owes.
 func (s *Server) WaitSynced(ctx context.Context) error {
 	for {
 		s.mu.Lock()
 		ch := s.changed
-		pending := ""
+		synced := true
 		for _, n := range s.nodes {
 			if n.streams > 0 && n.version != "" && !n.inSync() {
-				pending = n.id
+				synced = false
 				break
 			}
 		}
 		s.mu.Unlock()
-		if pending == "" {
+		if synced {
 			return nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for proxy %s to ACK: %w", pending, ctx.Err())
+			return fmt.Errorf("waiting for proxies to ACK: %w; %s", ctx.Err(), s.unsynced())
 		}
 	}
+}
+
+// unsynced describes the connected proxies that are not in sync.
+func (s *Server) unsynced() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, n := range s.nodes {
+		if n.streams == 0 || n.version == "" || n.inSync() {
+			continue
+		}
+		d := fmt.Sprintf("%s (class %s) serving %s, ACKed %q", n.id, n.class, n.version, n.ackedVersion)
+		if len(n.pending) > 0 {
+			types := make([]string, 0, len(n.pending))
+			for t := range n.pending {
+				types = append(types, fmt.Sprintf("%s (ACKed %q)", t, n.ackedType[t]))
+			}
+			sort.Strings(types)
+			d += ", pending " + strings.Join(types, ", ")
+		}
+		if n.nack != nil && n.nackFor == n.version {
+			d += fmt.Sprintf(", NACKed %s: %s", n.nack.TypeURL, n.nack.Message)
+		}
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	const limit = 5
+	if len(out) > limit {
+		out = append(out[:limit], fmt.Sprintf("and %d more", len(out)-limit))
+	}
+	return fmt.Sprintf("not in sync: %s", strings.Join(out, "; "))
 }
 
 // SetCertExpiry records when the workload certificate of a node expires
