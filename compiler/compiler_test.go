@@ -368,30 +368,36 @@ func TestCompileErrors(t *testing.T) {
 func TestEnvoyValidate(t *testing.T) {
 	envoy := tooltest.Envoy(t)
 	for _, tc := range cases() {
-		res := compileCase(t, tc)
-		for _, c := range res.Classes {
+		for _, c := range compileCase(t, tc).Classes {
 			t.Run(tc.name+"/"+c.Name, func(t *testing.T) {
 				t.Parallel()
-				b, err := Bootstrap(c, BootstrapOptions{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				y, err := MarshalYAMLObject(b)
-				if err != nil {
-					t.Fatal(err)
-				}
-				file := filepath.Join(t.TempDir(), "bootstrap.yaml")
-				if err := os.WriteFile(file, y, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				out, err := exec.CommandContext(ctx, envoy, "--mode", "validate", "-c", file,
-					"--log-level", "warn", "--disable-hot-restart").CombinedOutput()
-				if err != nil {
-					t.Fatalf("envoy rejected %s: %v\n%s\n--- bootstrap ---\n%s", c.Name, err, out, y)
-				}
+				envoyValidate(t, envoy, c)
 			})
 		}
+	}
+}
+
+// envoyValidate runs `envoy --mode validate` on the class's static
+// bootstrap and fails the test with Envoy's output if it is rejected.
+func envoyValidate(t *testing.T, envoy string, c *Class) {
+	t.Helper()
+	b, err := Bootstrap(c, BootstrapOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := MarshalYAMLObject(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "bootstrap.yaml")
+	if err := os.WriteFile(file, y, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, envoy, "--mode", "validate", "-c", file,
+		"--log-level", "warn", "--disable-hot-restart").CombinedOutput()
+	if err != nil {
+		t.Fatalf("envoy rejected %s: %v\n%s\n--- bootstrap ---\n%s", c.Name, err, out, y)
 	}
 }

@@ -2,14 +2,11 @@ package compiler
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -146,25 +143,7 @@ func TestLocalizeEnvoyValidate(t *testing.T) {
 		for _, c := range classes {
 			t.Run(name+"/"+c.Name, func(t *testing.T) {
 				t.Parallel()
-				b, err := Bootstrap(c, BootstrapOptions{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				y, err := MarshalYAMLObject(b)
-				if err != nil {
-					t.Fatal(err)
-				}
-				file := filepath.Join(t.TempDir(), "bootstrap.yaml")
-				if err := os.WriteFile(file, y, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				out, err := exec.CommandContext(ctx, envoy, "--mode", "validate", "-c", file,
-					"--log-level", "warn", "--disable-hot-restart").CombinedOutput()
-				if err != nil {
-					t.Fatalf("envoy rejected %s: %v\n%s\n--- bootstrap ---\n%s", c.Name, err, out, y)
-				}
+				envoyValidate(t, envoy, c)
 			})
 		}
 	}
