@@ -445,11 +445,16 @@ func (m *Mesh) place(svc *mesh.Service, version string, replica int) (*Instance,
 		}
 		in.AppPorts[p] = ap
 	}
-	admin, err := freePort("127.0.0.1")
-	if err != nil {
-		return nil, err
+	// Envoy's admin on the instance's own IP: the usual 15000 is free
+	// there unless the service itself uses it.
+	admin := uint32(compiler.DefaultAdminPort)
+	for containsPort(ports, admin) || appPortsContain(in.AppPorts, admin) {
+		var err error
+		if admin, err = freePort(ip); err != nil {
+			return nil, err
+		}
 	}
-	in.AdminAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(int(admin)))
+	in.AdminAddr = net.JoinHostPort(ip, strconv.Itoa(int(admin)))
 	if svc.Local != nil {
 		in.Command = svc.Local.Command
 	}
@@ -673,12 +678,12 @@ func (m *Mesh) Changed() <-chan struct{} {
 // ready (Envoy has its listeners and certificate).
 func (m *Mesh) WaitReady(ctx context.Context) error {
 	for {
-		if id := m.unreadyAgent(); id != "" {
+		if id, why := m.unreadyAgent(); id != "" {
 			select {
 			case <-time.After(50 * time.Millisecond):
 				continue
 			case <-ctx.Done():
-				return fmt.Errorf("agent of %s not ready: %w", id, ctx.Err())
+				return fmt.Errorf("agent of %s not ready (%s): %w", id, why, ctx.Err())
 			}
 		}
 		srv := m.Server()
@@ -706,17 +711,21 @@ func (m *Mesh) WaitReady(ctx context.Context) error {
 	}
 }
 
-// unreadyAgent is the node id of an instance whose agent is not ready.
-func (m *Mesh) unreadyAgent() string {
+// unreadyAgent is the node id of an instance whose agent is not ready,
+// and why.
+func (m *Mesh) unreadyAgent() (id, why string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for id, ri := range m.instances {
 		a := ri.agent.Load()
-		if a == nil || !a.Status().Ready {
-			return id
+		if a == nil {
+			return id, "agent not started"
+		}
+		if st := a.Status(); !st.Ready {
+			return id, fmt.Sprintf("%s; envoy started %d time(s)", st.Reason, st.EnvoyStarts)
 		}
 	}
-	return ""
+	return "", ""
 }
 
 // Stop stops everything: instances (apps, agents, Envoys), the servers.
@@ -751,4 +760,13 @@ func (m *Mesh) stopControlPlane() {
 		m.caServer.srv.Stop()
 	}
 	_ = os.Remove(filepath.Join(m.opts.StateDir, StatusAddrFile))
+}
+
+func appPortsContain(m map[uint32]uint32, p uint32) bool {
+	for _, q := range m {
+		if q == p {
+			return true
+		}
+	}
+	return false
 }

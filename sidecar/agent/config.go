@@ -47,6 +47,7 @@ const (
 //	--delta-xds          DeltaXDS
 //	--socket             Socket
 //	--bootstrap          BootstrapPath
+//	--admin-address      AdminAddress
 //	--admin-port         AdminPort
 //	--health-address     HealthAddress
 //	--envoy              EnvoyBinary
@@ -101,7 +102,11 @@ type Config struct {
 	Socket string
 	// BootstrapPath is where the agent writes Envoy's bootstrap (YAML).
 	BootstrapPath string
-	// AdminPort is Envoy's admin port on 127.0.0.1 (default 15000).
+	// AdminAddress is the IP Envoy's admin listens on (default 127.0.0.1);
+	// weft up gives each instance its own loopback IP, so that the admin
+	// port needs no free-port search that another process could race.
+	AdminAddress string
+	// AdminPort is Envoy's admin port (default 15000).
 	AdminPort int
 	// HealthAddress is where the agent serves /ready and /healthz (default
 	// 127.0.0.1:15021; port 0 picks one, see Agent.HealthAddr).
@@ -163,6 +168,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.BootstrapPath == "" {
 		c.BootstrapPath = DefaultBootstrapPath
+	}
+	if c.AdminAddress == "" {
+		c.AdminAddress = "127.0.0.1"
 	}
 	if c.AdminPort == 0 {
 		c.AdminPort = DefaultAdminPort

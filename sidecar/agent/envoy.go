@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"syscall"
 	"time"
 )
@@ -64,7 +63,7 @@ func (a *Agent) superviseEnvoy(ctx context.Context) {
 // stopEnvoy drains and terminates a running Envoy.
 func (a *Agent) stopEnvoy(cmd *exec.Cmd, exited <-chan error) {
 	if a.cfg.DrainTimeout > 0 {
-		url := "http://127.0.0.1:" + strconv.Itoa(a.cfg.AdminPort) + "/drain_listeners?graceful"
+		url := a.adminURL() + "/drain_listeners?graceful"
 		if resp, err := (&http.Client{Timeout: 2 * time.Second}).Post(url, "text/plain", nil); err == nil {
 			resp.Body.Close()
 			a.cfg.Log.Info("agent: draining envoy", "for", a.cfg.DrainTimeout)

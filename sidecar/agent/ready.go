@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,7 +19,7 @@ const readyPoll = 200 * time.Millisecond
 // certificate with the workload's SPIFFE id (unless ReadyWithoutCert).
 // It returns "" when ready, else why not.
 func (a *Agent) checkEnvoy(client *http.Client) string {
-	base := "http://127.0.0.1:" + strconv.Itoa(a.cfg.AdminPort)
+	base := a.adminURL()
 	get := func(path string) (int, []byte, error) {
 		resp, err := client.Get(base + path)
 		if err != nil {
@@ -105,4 +106,9 @@ func (a *Agent) healthHandler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	return mux
+}
+
+// adminURL is the base URL of Envoy's admin interface.
+func (a *Agent) adminURL() string {
+	return "http://" + net.JoinHostPort(a.cfg.AdminAddress, strconv.Itoa(a.cfg.AdminPort))
 }
