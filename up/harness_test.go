@@ -107,12 +107,13 @@ func startMesh(t testing.TB, dir string, tweak func(*up.Options)) *testMesh {
 	}
 	tm := &testMesh{Mesh: m, t: t, out: out}
 	t.Cleanup(func() {
+		instances := m.Instances() // Stop forgets them
 		if err := m.Stop(); err != nil {
 			t.Errorf("Stop: %v", err)
 		}
 		if t.Failed() {
 			t.Logf("weft up output:\n%s", out)
-			for _, in := range m.Instances() {
+			for _, in := range instances {
 				b, _ := os.ReadFile(filepath.Join(o.StateDir, "run", in.NodeID, "envoy.log"))
 				t.Logf("%s envoy.log:\n%s", in.NodeID, b)
 			}
