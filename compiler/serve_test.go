@@ -189,7 +189,7 @@ type proxy struct {
 // proxy compiles m and runs the Envoy of one class.
 func (h *harness) proxy(t *testing.T, m *mesh.Model, class string) *proxy {
 	t.Helper()
-	ports := freePorts(t, 3)
+	ports := tooltest.FreePorts(t, 3)
 	p := &proxy{inbound: ports[0], outbound: ports[1], admin: ports[2]}
 	res, err := Compile(m, nil, Options{InboundPort: p.inbound, OutboundPort: p.outbound})
 	if err != nil {
@@ -326,23 +326,6 @@ func matchOwnPort(l *listenerv3.Listener, port uint32) {
 	for _, fc := range l.FilterChains {
 		fc.FilterChainMatch.DestinationPort = wrapperspb.UInt32(port)
 	}
-}
-
-func freePorts(t *testing.T, n int) []uint32 {
-	var out []uint32
-	var lns []net.Listener
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, uint32(ln.Addr().(*net.TCPAddr).Port))
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return out
 }
 
 func waitReady(t *testing.T, admin uint32, out *tooltest.Output) {

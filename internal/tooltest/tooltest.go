@@ -1,6 +1,7 @@
 package tooltest
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,4 +43,25 @@ func find(t testing.TB, name string) string {
 	}
 	t.Fatalf("%s not found in %s or PATH: run `make tools`", name, BinDir())
 	return ""
+}
+
+// FreePorts returns n TCP ports on 127.0.0.1 that were free a moment ago,
+// for a child process (Envoy) that must be told its ports up front. All n
+// are held open together, so they are distinct.
+func FreePorts(t testing.TB, n int) []uint32 {
+	t.Helper()
+	out := make([]uint32, 0, n)
+	lns := make([]net.Listener, 0, n)
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		out = append(out, uint32(ln.Addr().(*net.TCPAddr).Port))
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return out
 }

@@ -79,8 +79,8 @@ type envoyProc struct {
 func startEnvoy(t *testing.T, addr, id, class string, delta bool) *envoyProc {
 	t.Helper()
 	bin := tooltest.Envoy(t)
-	ports := freePorts(t, 3)
-	e := &envoyProc{id: id, admin: ports[0], inbound: ports[1], outbound: ports[2], out: &tooltest.Output{}}
+	ports := tooltest.FreePorts(t, 3)
+	e := &envoyProc{id: id, admin: int(ports[0]), inbound: int(ports[1]), outbound: int(ports[2]), out: &tooltest.Output{}}
 	host, port, _ := net.SplitHostPort(addr)
 	api := "GRPC"
 	if delta {
@@ -300,21 +300,4 @@ func TestEnvoyNACK(t *testing.T) {
 			t.Errorf("%s: config dump shows the rejected route:\n%s", e.id, dump)
 		}
 	}
-}
-
-func freePorts(t *testing.T, n int) []int {
-	var out []int
-	var lns []net.Listener
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return out
 }

@@ -142,7 +142,7 @@ type runningAgent struct {
 func (e *meshEnv) startAgent(t *testing.T, name string, mutate func(*agent.Config)) *runningAgent {
 	t.Helper()
 	out := &tooltest.Output{}
-	ports := freePorts(t, 1)
+	adminPort := int(tooltest.FreePorts(t, 1)[0])
 	cfg := agent.Config{
 		Identity:        orders,
 		Class:           "orders-v1",
@@ -153,7 +153,7 @@ func (e *meshEnv) startAgent(t *testing.T, name string, mutate func(*agent.Confi
 		TokenFile:       e.tokenFile(t, orders),
 		Socket:          filepath.Join(e.dir, name+".sock"),
 		BootstrapPath:   filepath.Join(e.dir, name+"-envoy.yaml"),
-		AdminPort:       ports[0],
+		AdminPort:       adminPort,
 		HealthAddress:   "127.0.0.1:0",
 		EnvoyBinary:     tooltest.Envoy(t),
 		EnvoyArgs:       []string{"--concurrency", "1"},
@@ -170,7 +170,7 @@ func (e *meshEnv) startAgent(t *testing.T, name string, mutate func(*agent.Confi
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	r := &runningAgent{Agent: a, admin: ports[0], out: out}
+	r := &runningAgent{Agent: a, admin: adminPort, out: out}
 	var once sync.Once
 	var runErr error
 	r.stop = func() error {
@@ -309,24 +309,6 @@ func mtlsGet(port int, roots *x509.CertPool, cert *tls.Certificate) (string, *x5
 		return string(b), nil, fmt.Errorf("status %s", resp.Status)
 	}
 	return string(b), resp.TLS.PeerCertificates[0], nil
-}
-
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var out []int
-	var lns []net.Listener
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return out
 }
 
 // eventually polls cond every 100ms until it holds or within passes.

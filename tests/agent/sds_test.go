@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/weft-dev/weft/internal/tooltest"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,7 +28,7 @@ import (
 // text. The private key never touches the disk.
 func TestAgentServesCertificateOverSDS(t *testing.T) {
 	e := newMeshEnv(t)
-	port := freePorts(t, 1)[0]
+	port := int(tooltest.FreePorts(t, 1)[0])
 	a := e.startAgent(t, "sds", func(c *agent.Config) {
 		c.StaticResources = &bootstrapv3.Bootstrap_StaticResources{Listeners: []*listenerv3.Listener{mtlsListener(t, "inbound", port)}}
 	})
@@ -100,7 +101,7 @@ func TestAgentServesCertificateOverSDS(t *testing.T) {
 // while Envoy's certificate changes at least three times.
 func TestAgentRotation(t *testing.T) {
 	e := newMeshEnv(t)
-	port := freePorts(t, 1)[0]
+	port := int(tooltest.FreePorts(t, 1)[0])
 	const ttl = 10 * time.Second
 	a := e.startAgent(t, "rot", func(c *agent.Config) {
 		c.CertTTL = ttl

@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"github.com/weft-dev/weft/internal/tooltest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -38,7 +39,7 @@ func envoyPID(t *testing.T, bootstrap string) int {
 // and certificate. Stopping the agent stops Envoy.
 func TestAgentSupervisesEnvoy(t *testing.T) {
 	e := newMeshEnv(t)
-	port := freePorts(t, 1)[0]
+	port := int(tooltest.FreePorts(t, 1)[0])
 	var boot string
 	a := e.startAgent(t, "sup", func(c *agent.Config) {
 		c.RestartBackoff = 500 * time.Millisecond

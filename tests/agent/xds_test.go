@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"crypto/tls"
+	"github.com/weft-dev/weft/internal/tooltest"
 	"net"
 	"strings"
 	"sync"
@@ -184,7 +185,7 @@ func TestAgentProxiesXDS(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := newMeshEnv(t)
 			cp := newControlPlane(t, e)
-			port := freePorts(t, 1)[0]
+			port := int(tooltest.FreePorts(t, 1)[0])
 			node := "orders-v1~" + name
 			cp.serve(t, node, "v1", mtlsListener(t, "inbound-"+name, port))
 			a := e.startAgent(t, name, func(c *agent.Config) {
@@ -218,7 +219,7 @@ func TestAgentProxiesXDS(t *testing.T) {
 				t.Errorf("xDS peers %v, want the workload %s over mTLS", peers, orders)
 			}
 			// A new version reaches Envoy through the same stream.
-			port2 := freePorts(t, 1)[0]
+			port2 := int(tooltest.FreePorts(t, 1)[0])
 			cp.serve(t, node, "v2", mtlsListener(t, "inbound-"+name, port), mtlsListener(t, "second-"+name, port2))
 			eventually(t, 10*time.Second, "the second listener reaches Envoy", func() bool { return a.hasListener(t, "second-"+name) })
 		})
@@ -251,7 +252,7 @@ func TestAgentReadiness(t *testing.T) {
 	if code := httpStatus("http://" + a.HealthAddr() + "/ready"); code != 503 {
 		t.Errorf("agent /ready %d, want 503", code)
 	}
-	port := freePorts(t, 1)[0]
+	port := int(tooltest.FreePorts(t, 1)[0])
 	cp.serve(t, node, "v1", mtlsListener(t, "inbound", port))
 	a.waitReady(t, 15*time.Second)
 	if code := httpStatus("http://" + a.HealthAddr() + "/ready"); code != 200 {
@@ -269,7 +270,7 @@ func TestAgentUpstreamRestart(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := newMeshEnv(t)
 			cp := newControlPlane(t, e)
-			port := freePorts(t, 1)[0]
+			port := int(tooltest.FreePorts(t, 1)[0])
 			node := "orders-v1~restart-" + name
 			cp.serve(t, node, "v1", mtlsListener(t, "inbound", port))
 			a := e.startAgent(t, "restart-"+name, func(c *agent.Config) {
