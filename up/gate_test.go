@@ -50,17 +50,7 @@ func TestPolicyDenyCommit(t *testing.T) {
 	bad := commit(t, repo, strings.Replace(strings.Replace(gatedMesh, `timeout: "2s"`, "", 1), "to: {v1: 100, v2: 0}", "to: {v1: 50, v2: 50}", 1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for {
-		st := tm.Server().Status()
-		if st.LastAttempt != nil && st.LastAttempt.Revision == bad {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("the denied commit was never attempted")
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	tm.waitAttempted(ctx, bad, "the denied commit")
 	st, err := up.FetchStatus(ctx, tm.StatusAddr())
 	if err != nil {
 		t.Fatal(err)

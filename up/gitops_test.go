@@ -130,17 +130,7 @@ func TestGitOpsLoop(t *testing.T) {
 	bad := commit(t, repo, broken)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	for {
-		st := tm.Server().Status()
-		if st.LastAttempt != nil && st.LastAttempt.Revision == bad {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("the broken commit was never attempted")
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	tm.waitAttempted(ctx, bad, "the broken commit")
 	if got := tm.Server().Revision(); got != good {
 		t.Errorf("served revision %s after a broken commit, want %s", got, good)
 	}

@@ -194,3 +194,19 @@ func parallel(n, w int, f func(i int)) {
 	close(ch)
 	wg.Wait()
 }
+
+// waitAttempted waits until the pipeline has tried revision rev (served
+// or refused).
+func (tm *testMesh) waitAttempted(ctx context.Context, rev, what string) {
+	tm.t.Helper()
+	for {
+		if a := tm.Server().Status().LastAttempt; a != nil && a.Revision == rev {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			tm.t.Fatalf("%s (%s) was never attempted", what, rev)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
