@@ -35,8 +35,8 @@ func (b *classBuilder) outboundCluster(target *mesh.Service, port mesh.Port, ver
 	cl := &clusterv3.Cluster{
 		Name:           name,
 		ConnectTimeout: duration(ConnectTimeout),
-		Metadata:       b.servicePos(target.Name).Metadata(),
 	}
+	b.origin[cl] = b.servicePos(target.Name)
 	cla := loadAssignment(name, addrs)
 	if allIPs(addrs) {
 		// The normal case: endpoints come over ADS and can change without
@@ -70,8 +70,8 @@ func (b *classBuilder) inboundCluster(port mesh.Port) string {
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		ConnectTimeout:       duration(ConnectTimeout),
 		LoadAssignment:       loadAssignment(name, []Address{{Host: "127.0.0.1", Port: port.Port}}),
-		Metadata:             b.servicePos(b.svc.Name).Metadata(),
 	}
+	b.origin[cl] = b.servicePos(b.svc.Name)
 	if port.Protocol == mesh.GRPC {
 		cl.TypedExtensionProtocolOptions = b.http2Options()
 	}

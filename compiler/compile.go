@@ -69,6 +69,9 @@ type Class struct {
 	// SnapshotVersion is "<revision>/<first 12 hex digits of the sha256
 	// of the resources>" (just the hash when the revision is empty).
 	SnapshotVersion string
+	// Provenance says where each resource, and each filter chain, virtual
+	// host and route in one, came from (shared like Resources).
+	Provenance Provenances
 	// Resources by go-control-plane type URL: the four of ResourceTypes,
 	// always present (possibly empty), each list sorted by resource name.
 	// The messages may be shared with other classes of the same service:
@@ -149,6 +152,7 @@ type classBuilder struct {
 	routes    map[string]*routev3.RouteConfiguration
 	clusters  map[string]*clusterv3.Cluster
 	loads     map[string]*endpointv3.ClusterLoadAssignment
+	origin    origins
 }
 
 func (c *compilation) class(svc *mesh.Service, version string) (*Class, error) {
@@ -160,6 +164,7 @@ func (c *compilation) class(svc *mesh.Service, version string) (*Class, error) {
 		routes:      map[string]*routev3.RouteConfiguration{},
 		clusters:    map[string]*clusterv3.Cluster{},
 		loads:       map[string]*endpointv3.ClusterLoadAssignment{},
+		origin:      origins{},
 	}
 	if err := b.build(); err != nil {
 		return nil, err
@@ -190,6 +195,7 @@ func (c *compilation) class(svc *mesh.Service, version string) (*Class, error) {
 	for _, k := range mesh.SortedKeys(b.loads) {
 		cl.Resources[resource.EndpointType] = append(cl.Resources[resource.EndpointType], b.loads[k])
 	}
+	cl.Provenance = b.origin.provenances(cl.Resources)
 	v, err := snapshotVersion(c.revision, cl.Resources)
 	if err != nil {
 		return nil, err

@@ -5,7 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"google.golang.org/protobuf/proto"
+
 	"math/rand"
 	"os"
 	"os/exec"
@@ -14,12 +14,13 @@ import (
 	"testing"
 	"time"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/weft-dev/weft/internal/tooltest"
 	"github.com/weft-dev/weft/schema/mesh"
@@ -256,42 +257,51 @@ func TestProvenance(t *testing.T) {
 	for _, tc := range cases() {
 		res := compileCase(t, tc)
 		for _, c := range res.Classes {
-			for _, r := range c.All() {
-				var mds []struct {
-					what string
-					p    Provenance
-					ok   bool
+			check := func(ref ProvenanceRef) {
+				t.Helper()
+				p, ok := c.Provenance[ref]
+				if !ok || p.Service == "" || p.File != "mesh.cue" || p.Line == 0 {
+					t.Errorf("%s/%s: %+v: provenance %+v (recorded: %v)", tc.name, c.Name, ref, p, ok)
 				}
-				add := func(what string, p Provenance, ok bool) {
-					mds = append(mds, struct {
-						what string
-						p    Provenance
-						ok   bool
-					}{what, p, ok})
-				}
-				switch r := r.(type) {
-				case *listenerv3.Listener:
-					p, ok := ProvenanceOf(r.Metadata)
-					add("listener "+r.Name, p, ok)
-				case *clusterv3.Cluster:
-					p, ok := ProvenanceOf(r.Metadata)
-					add("cluster "+r.Name, p, ok)
-				case *routev3.RouteConfiguration:
-					p, ok := ProvenanceOf(r.Metadata)
-					add("route configuration "+r.Name, p, ok)
-					for _, vh := range r.VirtualHosts {
-						p, ok := ProvenanceOf(vh.Metadata)
-						add("virtual host "+vh.Name, p, ok)
-						for _, rt := range vh.Routes {
-							p, ok := ProvenanceOf(rt.Metadata)
-							add("route "+vh.Name+"/"+rt.Name, p, ok)
+			}
+			for _, typ := range ResourceTypes {
+				for _, r := range c.Resources[typ] {
+					name := cache.GetResourceName(r)
+					check(ProvenanceRef{Type: typ, Name: name})
+					switch r := r.(type) {
+					case *listenerv3.Listener:
+						if r.Name == InboundListenerName {
+							for i := range r.FilterChains {
+								check(ProvenanceRef{Type: typ, Name: name, Part: fmt.Sprintf("filter_chains[%d]", i)})
+							}
+						}
+					case *routev3.RouteConfiguration:
+						for i, vh := range r.VirtualHosts {
+							check(ProvenanceRef{Type: typ, Name: name, Part: fmt.Sprintf("virtual_hosts[%d]", i)})
+							for j := range vh.Routes {
+								check(ProvenanceRef{Type: typ, Name: name, Part: fmt.Sprintf("virtual_hosts[%d].routes[%d]", i, j)})
+							}
 						}
 					}
 				}
-				for _, md := range mds {
-					if !md.ok || md.p.Service == "" || md.p.File != "mesh.cue" || md.p.Line == 0 {
-						t.Errorf("%s/%s: %s: provenance %+v", tc.name, c.Name, md.what, md.p)
-					}
+			}
+		}
+	}
+}
+
+// No resource carries its provenance: a line number moved by a comment
+// must not change what Envoy receives.
+func TestProvenanceNotInResources(t *testing.T) {
+	for _, tc := range cases() {
+		res := compileCase(t, tc)
+		for _, c := range res.Classes {
+			for _, r := range c.All() {
+				b, err := protojson.Marshal(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if bytes.Contains(b, []byte("provenance")) || bytes.Contains(b, []byte("mesh.cue")) {
+					t.Errorf("%s/%s: resource %s carries provenance: %s", tc.name, c.Name, cache.GetResourceName(r), b)
 				}
 			}
 		}

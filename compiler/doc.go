@@ -106,10 +106,14 @@
 //
 // # Provenance and determinism
 //
-// Every Listener, RouteConfiguration, VirtualHost, Route, Cluster and
-// inbound FilterChain carries metadata.filter_metadata["weft.dev/provenance"]
-// = {service, file, line, revision} from the model's positions (routes:
-// the route's position). Everything is sorted; maps are only iterated
+// Class.Provenance records, beside the resources, where every Listener,
+// RouteConfiguration, Cluster and load assignment, every inbound
+// FilterChain and every VirtualHost and Route came from: the service and
+// the file:line of its definition (of the route, for routes), keyed by
+// resource and part ("virtual_hosts[1].routes[0]", the path Envoy's
+// validation messages use). Resources carry no provenance themselves: a
+// comment that moves line numbers then changes no byte a proxy receives
+// (a changed listener would be drained and replaced). Everything is sorted; maps are only iterated
 // through sorted keys; Any values are encoded deterministically. A class's
 // snapshot version is "<revision>/<12 hex digits of sha256>" over all its
 // resources in type and name order.

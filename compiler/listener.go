@@ -42,7 +42,6 @@ func (b *classBuilder) inbound() error {
 		Name:             InboundListenerName,
 		Address:          socketAddress("0.0.0.0", b.opts.InboundPort),
 		TrafficDirection: corev3.TrafficDirection_INBOUND,
-		Metadata:         b.servicePos(b.svc.Name).Metadata(),
 		ListenerFilters: []*listenerv3.ListenerFilter{{
 			Name:       filterOriginalDst,
 			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: b.any(&originaldstv3.OriginalDst{})},
@@ -79,7 +78,7 @@ func (b *classBuilder) inbound() error {
 			l.FilterChains = append(l.FilterChains, fc)
 		}
 	}
-	b.listeners[l.Name] = l
+	b.listeners[l.Name] = from(b.origin, l, b.servicePos(b.svc.Name))
 	return nil
 }
 
@@ -96,8 +95,8 @@ func (b *classBuilder) inboundChain(port mesh.Port, cluster, transport string) (
 			DestinationPort:   wrapperspb.UInt32(port.Port),
 			TransportProtocol: transport,
 		},
-		Metadata: b.servicePos(b.svc.Name).Metadata(),
 	}
+	b.origin[fc] = b.servicePos(b.svc.Name)
 	deny, allow, err := b.rbacRules(tls, isHTTP(port))
 	if err != nil {
 		return nil, err
@@ -177,15 +176,14 @@ func (b *classBuilder) outboundHTTP(deps []*mesh.Service) error {
 	}
 	b.routes[rc.Name] = rc
 	h := hcm("outbound_http", rc.Name, []*hcmv3.HttpFilter{b.faultFilter(), b.routerFilter()})
-	b.listeners[OutboundListenerName] = &listenerv3.Listener{
+	b.listeners[OutboundListenerName] = from(b.origin, &listenerv3.Listener{
 		Name:             OutboundListenerName,
 		Address:          socketAddress("127.0.0.1", b.opts.OutboundPort),
 		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
-		Metadata:         b.servicePos(b.svc.Name).Metadata(),
 		FilterChains: []*listenerv3.FilterChain{{
 			Filters: []*listenerv3.Filter{b.networkFilter(filterHCM, h)},
 		}},
-	}
+	}, b.servicePos(b.svc.Name))
 	return nil
 }
 
@@ -214,18 +212,17 @@ func (b *classBuilder) outboundTCP(deps []*mesh.Service) error {
 			if err != nil {
 				return err
 			}
-			b.listeners[name] = &listenerv3.Listener{
+			b.listeners[name] = from(b.origin, &listenerv3.Listener{
 				Name:             name,
 				Address:          socketAddress("127.0.0.1", port.Port),
 				TrafficDirection: corev3.TrafficDirection_OUTBOUND,
-				Metadata:         b.servicePos(dep.Name).Metadata(),
 				FilterChains: []*listenerv3.FilterChain{{
 					Filters: []*listenerv3.Filter{b.networkFilter(filterTCPProxy, &tcpproxyv3.TcpProxy{
 						StatPrefix:       statPrefix(name),
 						ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
 					})},
 				}},
-			}
+			}, b.servicePos(dep.Name))
 		}
 	}
 	return nil

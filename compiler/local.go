@@ -67,6 +67,7 @@ func Localize(c *Class, p Placement) (*Class, error) {
 		Service:         c.Service,
 		Version:         c.Version,
 		SnapshotVersion: c.SnapshotVersion,
+		Provenance:      c.Provenance,
 		Resources:       make(map[resource.Type][]types.Resource, len(c.Resources)),
 	}
 	for typ, rs := range c.Resources {

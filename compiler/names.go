@@ -21,8 +21,6 @@ const (
 	CertSecretName = "default"
 	// RootCASecretName is the SDS secret holding the mesh trust bundle.
 	RootCASecretName = "ROOTCA"
-	// ProvenanceKey is the filter_metadata namespace of a resource's provenance.
-	ProvenanceKey = "weft.dev/provenance"
 )
 
 // ClassName is the name of the proxy class of a service version.

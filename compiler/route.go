@@ -18,10 +18,7 @@ var defaultRetryOn = []string{"connect-failure", "refused-stream", "reset"}
 // outboundRouteConfig is "outbound|http": one virtual host per HTTP or
 // gRPC port of every dependency, chosen by Host/:authority.
 func (b *classBuilder) outboundRouteConfig(deps []*mesh.Service) (*routev3.RouteConfiguration, error) {
-	rc := &routev3.RouteConfiguration{
-		Name:     OutboundHTTPRouteName,
-		Metadata: b.servicePos(b.svc.Name).Metadata(),
-	}
+	rc := from(b.origin, &routev3.RouteConfiguration{Name: OutboundHTTPRouteName}, b.servicePos(b.svc.Name))
 	for _, dep := range deps {
 		bare, _ := barePort(dep)
 		for _, port := range dep.PortList() {
@@ -75,11 +72,10 @@ func domains(s *mesh.Service, port uint32, bare bool) []string {
 }
 
 func (b *classBuilder) outboundVirtualHost(dep *mesh.Service, port mesh.Port, bare bool) (*routev3.VirtualHost, error) {
-	vh := &routev3.VirtualHost{
-		Name:     VirtualHostName(dep, port.Port),
-		Domains:  domains(dep, port.Port, bare),
-		Metadata: b.servicePos(dep.Name).Metadata(),
-	}
+	vh := from(b.origin, &routev3.VirtualHost{
+		Name:    VirtualHostName(dep, port.Port),
+		Domains: domains(dep, port.Port, bare),
+	}, b.servicePos(dep.Name))
 	// Every version gets its cluster, whether a route uses it or not, so
 	// that editing a route never adds or removes clusters.
 	for _, v := range append([]string{""}, dep.VersionNames()...) {
@@ -103,12 +99,11 @@ func (b *classBuilder) outboundVirtualHost(dep *mesh.Service, port mesh.Port, ba
 		if err != nil {
 			return nil, err
 		}
-		vh.Routes = append(vh.Routes, &routev3.Route{
-			Name:     "default",
-			Match:    routeMatch(mesh.Match{}),
-			Action:   &routev3.Route_Route{Route: b.routeAction(dep, nil, toCluster(all))},
-			Metadata: b.servicePos(dep.Name).Metadata(),
-		})
+		vh.Routes = append(vh.Routes, from(b.origin, &routev3.Route{
+			Name:   "default",
+			Match:  routeMatch(mesh.Match{}),
+			Action: &routev3.Route_Route{Route: b.routeAction(dep, nil, toCluster(all))},
+		}, b.servicePos(dep.Name)))
 	}
 	return vh, nil
 }
@@ -141,12 +136,11 @@ func (b *classBuilder) outboundRoute(dep *mesh.Service, port mesh.Port, i int) (
 		}
 		action.RequestMirrorPolicies = []*routev3.RouteAction_RequestMirrorPolicy{mp}
 	}
-	out := &routev3.Route{
-		Name:     routeName(r, i),
-		Match:    routeMatch(r.Match),
-		Action:   &routev3.Route_Route{Route: action},
-		Metadata: b.routePos(dep.Name, i).Metadata(),
-	}
+	out := from(b.origin, &routev3.Route{
+		Name:   routeName(r, i),
+		Match:  routeMatch(r.Match),
+		Action: &routev3.Route_Route{Route: action},
+	}, b.routePos(dep.Name, i))
 	if r.Headers != nil {
 		out.RequestHeadersToAdd, out.RequestHeadersToRemove = headerOps(r.Headers.Request)
 		out.ResponseHeadersToAdd, out.ResponseHeadersToRemove = headerOps(r.Headers.Response)
@@ -294,11 +288,10 @@ func routeMatch(m mesh.Match) *routev3.RouteMatch {
 // sets no timeout of its own: the caller's route enforces it.
 func (b *classBuilder) inboundRouteConfig(port mesh.Port, cluster string) *routev3.RouteConfiguration {
 	name := InboundRouteName(port.Port)
-	vh := &routev3.VirtualHost{
-		Name:     name,
-		Domains:  []string{"*"},
-		Metadata: b.servicePos(b.svc.Name).Metadata(),
-	}
+	vh := from(b.origin, &routev3.VirtualHost{
+		Name:    name,
+		Domains: []string{"*"},
+	}, b.servicePos(b.svc.Name))
 	if b.svc.RateLimit != nil {
 		vh.TypedPerFilterConfig = map[string]*anypb.Any{
 			filterLocalRateLimit: b.any(localRateLimit(statPrefix(name)+"_ratelimit", b.svc.RateLimit)),
@@ -317,12 +310,11 @@ func (b *classBuilder) inboundRouteConfig(port mesh.Port, cluster string) *route
 	}
 	routes := b.svc.Routes[:last+1]
 	for i, r := range routes {
-		rt := &routev3.Route{
-			Name:     routeName(r, i),
-			Match:    routeMatch(r.Match),
-			Action:   action(),
-			Metadata: b.routePos(b.svc.Name, i).Metadata(),
-		}
+		rt := from(b.origin, &routev3.Route{
+			Name:   routeName(r, i),
+			Match:  routeMatch(r.Match),
+			Action: action(),
+		}, b.routePos(b.svc.Name, i))
 		if r.RateLimit != nil {
 			rt.TypedPerFilterConfig = map[string]*anypb.Any{
 				filterLocalRateLimit: b.any(localRateLimit(statPrefix(name)+"_"+routeName(r, i)+"_ratelimit", r.RateLimit)),
@@ -331,16 +323,14 @@ func (b *classBuilder) inboundRouteConfig(port mesh.Port, cluster string) *route
 		vh.Routes = append(vh.Routes, rt)
 	}
 	if needsDefaultRoute(routes) {
-		vh.Routes = append(vh.Routes, &routev3.Route{
-			Name:     "default",
-			Match:    routeMatch(mesh.Match{}),
-			Action:   action(),
-			Metadata: b.servicePos(b.svc.Name).Metadata(),
-		})
+		vh.Routes = append(vh.Routes, from(b.origin, &routev3.Route{
+			Name:   "default",
+			Match:  routeMatch(mesh.Match{}),
+			Action: action(),
+		}, b.servicePos(b.svc.Name)))
 	}
-	return &routev3.RouteConfiguration{
+	return from(b.origin, &routev3.RouteConfiguration{
 		Name:         name,
 		VirtualHosts: []*routev3.VirtualHost{vh},
-		Metadata:     b.servicePos(b.svc.Name).Metadata(),
-	}
+	}, b.servicePos(b.svc.Name))
 }

@@ -8,6 +8,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+	"sigs.k8s.io/yaml"
 )
 
 // Files of one class in a Tree, by xDS type.
@@ -21,6 +22,9 @@ var treeFiles = []struct {
 	{"endpoints.yaml", resource.EndpointType},
 }
 
+// ProvenanceFile is the name of a class's provenance table in a Tree.
+const ProvenanceFile = "provenance.yaml"
+
 // BootstrapFile is the name of a class's static bootstrap in a Tree.
 const BootstrapFile = "bootstrap.yaml"
 
@@ -29,8 +33,9 @@ const SummaryFile = "summary.txt"
 
 // Tree lays a compiled mesh out as files, keyed by slash-separated path:
 // for each class "<class>/listeners.yaml", "routes.yaml", "clusters.yaml",
-// "endpoints.yaml" and a complete static "bootstrap.yaml" (`envoy -c`
-// runs it), and "summary.txt" at the root. It does no I/O, and the same
+// "endpoints.yaml", "provenance.yaml" (where each resource and each of
+// its filter chains, virtual hosts and routes was defined) and a complete
+// static "bootstrap.yaml" (`envoy -c` runs it), and "summary.txt" at the root. It does no I/O, and the same
 // Result always gives the same bytes, so two trees can be diffed.
 func Tree(r *Result, b BootstrapOptions) (map[string][]byte, error) {
 	files := map[string][]byte{SummaryFile: []byte(Summary(r))}
@@ -46,6 +51,11 @@ func Tree(r *Result, b BootstrapOptions) (map[string][]byte, error) {
 			}
 			files[path.Join(c.Name, f.name)] = y
 		}
+		py, err := provenanceYAML(c.Provenance)
+		if err != nil {
+			return nil, fmt.Errorf("class %s: %s: %w", c.Name, ProvenanceFile, err)
+		}
+		files[path.Join(c.Name, ProvenanceFile)] = py
 		opts := b
 		opts.NodeID = "" // each class's own name
 		bs, err := Bootstrap(c, opts)
@@ -87,4 +97,26 @@ func endpointCount(c *Class) int {
 		}
 	}
 	return n
+}
+
+// provenanceEntry is one line of provenance.yaml.
+type provenanceEntry struct {
+	Type string `json:"type"` // "listener", "route", "cluster", "endpoint"
+	Name string `json:"name"`
+	Part string `json:"part,omitempty"`
+	Provenance
+}
+
+// provenanceYAML lists a class's provenance table in type, name and part
+// order.
+func provenanceYAML(ps Provenances) ([]byte, error) {
+	short := map[resource.Type]string{
+		resource.ListenerType: "listener", resource.RouteType: "route",
+		resource.ClusterType: "cluster", resource.EndpointType: "endpoint",
+	}
+	entries := make([]provenanceEntry, 0, len(ps))
+	for _, ref := range ps.Refs() {
+		entries = append(entries, provenanceEntry{Type: short[ref.Type], Name: ref.Name, Part: ref.Part, Provenance: ps[ref]})
+	}
+	return yaml.Marshal(entries)
 }

@@ -27,6 +27,8 @@ a deny stops it and nothing is written) and compiles it into one configuration p
 proxy class (a service version). For each class it writes to OUT/<class>/:
 
   listeners.yaml routes.yaml clusters.yaml endpoints.yaml   the xDS resources
+  provenance.yaml  the file:line that defined each resource, filter chain,
+                   virtual host and route
   bootstrap.yaml   a complete static Envoy bootstrap holding them all,
                    runnable with "envoy -c" (certificates still come from
                    the agent's SDS socket)

@@ -44,14 +44,16 @@
 // resources of that type are the same counts). A NACK keeps Envoy's message and, when the
 // resource can be told (its name in the message, the only resource of the
 // response, or the only one changed since the last ACKed version), the
-// resource's provenance (service, file:line) from its metadata.
+// provenance (service, file:line) of the resource, or of the virtual
+// host, route or filter chain that Envoy's message names, from the
+// class's provenance table (compiler.Class.Provenance).
 //
 // # Delta and EDS clusters
 //
 // Envoy keeps an updated EDS cluster warming until it receives the
 // cluster's load assignment again, but a delta server resends only what
-// changed. Every revision changes every cluster (its provenance names the
-// revision), so for delta nodes the version of a load assignment also
+// changed. A revision that changes a cluster (its TLS, circuit breaker,
+// outlier detection...) would leave it warming, so for delta nodes the version of a load assignment also
 // covers its cluster: a changed cluster brings its load assignment along
 // (see deltaVersions).
 //

@@ -3,11 +3,11 @@ package xds
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -212,7 +212,7 @@ func (s *Server) nacked(n *node, typeURL string, r sentResponse, msg string) {
 	if cls != nil && cls.SnapshotVersion == r.version {
 		if name, res := culprit(cls, n.acked, typeURL, r.names, msg); res != nil {
 			nack.Resource = name
-			nack.Provenance = provenance(cls, typeURL, name, res)
+			nack.Provenance = provenance(cls, typeURL, name, msg)
 		}
 	}
 	n.nack, n.nackFor = nack, r.version
@@ -264,22 +264,12 @@ func culprit(cls, acked *compiler.Class, typeURL string, names []string, msg str
 	return "", nil
 }
 
-// provenance reads a resource's provenance; a load assignment has none of
-// its own and takes its cluster's.
-func provenance(cls *compiler.Class, typeURL, name string, r types.Resource) *status.Provenance {
-	if typeURL == resource.EndpointType {
-		r = nil
-		for _, c := range cls.Resources[resource.ClusterType] {
-			if cache.GetResourceName(c) == name {
-				r = c
-			}
-		}
-	}
-	m, ok := r.(interface{ GetMetadata() *corev3.Metadata })
-	if !ok {
-		return nil
-	}
-	p, ok := compiler.ProvenanceOf(m.GetMetadata())
+// provenance is the provenance of the part of a resource that Envoy's
+// message names ("VirtualHosts[1]: ... caused by ...Routes[0]" is route 0
+// of virtual host 1), else of the resource. A load assignment has its
+// cluster's.
+func provenance(cls *compiler.Class, typeURL, name, msg string) *status.Provenance {
+	p, ok := cls.Provenance.Lookup(compiler.ProvenanceRef{Type: typeURL, Name: name, Part: messagePart(typeURL, msg)})
 	if !ok {
 		return nil
 	}
@@ -290,6 +280,29 @@ func provenance(cls *compiler.Class, typeURL, name string, r types.Resource) *st
 		rev = rev[:i]
 	}
 	return &status.Provenance{Service: p.Service, File: p.File, Line: p.Line, Revision: rev}
+}
+
+// messageFields are the repeated fields of Envoy's validation messages
+// (protoc-gen-validate's C++ names) that provenance is recorded for, by
+// resource type, with their proto names.
+var messageFields = map[string]map[string]string{
+	resource.RouteType:    {"VirtualHosts": "virtual_hosts", "Routes": "routes"},
+	resource.ListenerType: {"FilterChains": "filter_chains"},
+}
+
+var indexedField = regexp.MustCompile(`\b([A-Z][A-Za-z]*)\[(\d+)\]`)
+
+// messagePart turns the indexed fields named in an Envoy validation
+// message, outermost first, into a ProvenanceRef.Part.
+func messagePart(typeURL, msg string) string {
+	fields := messageFields[typeURL]
+	var parts []string
+	for _, m := range indexedField.FindAllStringSubmatch(msg, -1) {
+		if f, ok := fields[m[1]]; ok {
+			parts = append(parts, f+"["+m[2]+"]")
+		}
+	}
+	return strings.Join(parts, ".")
 }
 
 // ProblemLister is an error that carries positioned problems (a vet step
