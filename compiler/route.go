@@ -83,7 +83,7 @@ func (b *classBuilder) outboundVirtualHost(dep *mesh.Service, port mesh.Port, ba
 			return nil, err
 		}
 	}
-	if dep.Headers != nil {
+	if dep.Headers != nil && !headersAtInbound(dep) {
 		vh.RequestHeadersToAdd, vh.RequestHeadersToRemove = headerOps(dep.Headers.Request)
 		vh.ResponseHeadersToAdd, vh.ResponseHeadersToRemove = headerOps(dep.Headers.Response)
 	}
@@ -141,7 +141,7 @@ func (b *classBuilder) outboundRoute(dep *mesh.Service, port mesh.Port, i int) (
 		Match:  routeMatch(r.Match),
 		Action: &routev3.Route_Route{Route: action},
 	}, b.routePos(dep.Name, i))
-	if r.Headers != nil {
+	if r.Headers != nil && !headersAtInbound(dep) {
 		out.RequestHeadersToAdd, out.RequestHeadersToRemove = headerOps(r.Headers.Request)
 		out.ResponseHeadersToAdd, out.ResponseHeadersToRemove = headerOps(r.Headers.Response)
 	}
@@ -276,7 +276,17 @@ func routeMatch(m mesh.Match) *routev3.RouteMatch {
 	return rm
 }
 
+// headersAtInbound reports whether a service's header rules (its own and
+// its routes') are applied by its own inbound side rather than by its
+// callers' outbound virtual hosts: for an edge service, whose traffic
+// mostly comes from outside the mesh, through no caller's proxy. Applied
+// in one place only, an "add" rule appends its value once.
+func headersAtInbound(s *mesh.Service) bool { return s.Edge }
+
 // inboundRouteConfig is "inbound|<port>": everything goes to the app.
+//
+// Its virtual host holds the port's authorization (inboundAuthz), so that
+// a change of authz changes no listener and applies to open connections.
 //
 // It holds the local rate limit buckets. The service's bucket is the
 // virtual host's local_ratelimit config: one bucket per port whatever the
@@ -286,20 +296,32 @@ func routeMatch(m mesh.Match) *routev3.RouteMatch {
 // one with a rate limit, which carries its own bucket; that bucket replaces
 // the service's for the route. The rest is one catch-all. The inbound side
 // sets no timeout of its own: the caller's route enforces it.
-func (b *classBuilder) inboundRouteConfig(port mesh.Port, cluster string) *routev3.RouteConfiguration {
+//
+// An edge service's header rules are applied here (headersAtInbound): the
+// service's on the virtual host, a route's on its repeated route (routes
+// are then repeated up to the last one with a rate limit or header rules).
+func (b *classBuilder) inboundRouteConfig(port mesh.Port, cluster string) (*routev3.RouteConfiguration, error) {
 	name := InboundRouteName(port.Port)
 	vh := from(b.origin, &routev3.VirtualHost{
 		Name:    name,
 		Domains: []string{"*"},
 	}, b.servicePos(b.svc.Name))
+	authz, err := b.inboundAuthz()
+	if err != nil {
+		return nil, err
+	}
+	vh.TypedPerFilterConfig = authz
 	if b.svc.RateLimit != nil {
-		vh.TypedPerFilterConfig = map[string]*anypb.Any{
-			filterLocalRateLimit: b.any(localRateLimit(statPrefix(name)+"_ratelimit", b.svc.RateLimit)),
-		}
+		vh.TypedPerFilterConfig[filterLocalRateLimit] = b.any(localRateLimit(statPrefix(name)+"_ratelimit", b.svc.RateLimit))
+	}
+	edgeHeaders := headersAtInbound(b.svc)
+	if edgeHeaders && b.svc.Headers != nil {
+		vh.RequestHeadersToAdd, vh.RequestHeadersToRemove = headerOps(b.svc.Headers.Request)
+		vh.ResponseHeadersToAdd, vh.ResponseHeadersToRemove = headerOps(b.svc.Headers.Response)
 	}
 	last := -1
 	for i, r := range b.svc.Routes {
-		if r.RateLimit != nil {
+		if r.RateLimit != nil || (edgeHeaders && r.Headers != nil) {
 			last = i
 		}
 	}
@@ -320,6 +342,10 @@ func (b *classBuilder) inboundRouteConfig(port mesh.Port, cluster string) *route
 				filterLocalRateLimit: b.any(localRateLimit(statPrefix(name)+"_"+routeName(r, i)+"_ratelimit", r.RateLimit)),
 			}
 		}
+		if edgeHeaders && r.Headers != nil {
+			rt.RequestHeadersToAdd, rt.RequestHeadersToRemove = headerOps(r.Headers.Request)
+			rt.ResponseHeadersToAdd, rt.ResponseHeadersToRemove = headerOps(r.Headers.Response)
+		}
 		vh.Routes = append(vh.Routes, rt)
 	}
 	if needsDefaultRoute(routes) {
@@ -332,5 +358,5 @@ func (b *classBuilder) inboundRouteConfig(port mesh.Port, cluster string) *route
 	return from(b.origin, &routev3.RouteConfiguration{
 		Name:         name,
 		VirtualHosts: []*routev3.VirtualHost{vh},
-	}, b.servicePos(b.svc.Name))
+	}, b.servicePos(b.svc.Name)), nil
 }
