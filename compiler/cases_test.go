@@ -172,6 +172,43 @@ func cases() []testCase {
 			rv.Authz = &mesh.Authz{AllowSet: true}
 			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
 		}},
+		{"authz-paths", func() (*mesh.Model, Endpoints) {
+			// Deny rules match paths and methods whatever their case; rules
+			// that name paths bring the ambiguous-path deny policy; the
+			// permissive port's plaintext default is "not authenticated".
+			rv := svc("reviews", 9080)
+			rv.MTLS = mesh.MTLSPermissive
+			rv.Authz = &mesh.Authz{
+				Deny: []mesh.AuthzRule{
+					{Paths: []string{"/admin", "/admin/*"}},
+					{From: []string{"frontend"}, Methods: []string{"DELETE"}},
+				},
+			}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
+		{"edge-headers", func() (*mesh.Model, Endpoints) {
+			// An edge service's header rules are in its own inbound route
+			// configuration (with the routes that carry some, and its rate
+			// limited route); ops, which calls it, does not apply them.
+			fe := calls(svc("frontend", 8080), "reviews")
+			fe.Edge = true
+			fe.Headers = &mesh.Headers{
+				Request: &mesh.HeaderOps{
+					Set:    map[string]string{"x-shop-edge": "frontend"},
+					Add:    map[string]string{"x-via": "weft"},
+					Remove: []string{"x-weft-internal", "x-shop-user-id"},
+				},
+				Response: &mesh.HeaderOps{Preset: "security", Remove: []string{"server", "x-powered-by"}},
+			}
+			fe.Routes = []mesh.Route{
+				{Name: "checkout", Match: prefix("/checkout"), RateLimit: &mesh.RateLimit{RequestsPerSecond: 2}},
+				{Name: "static", Match: prefix("/static/"), Headers: &mesh.Headers{Response: &mesh.HeaderOps{Set: map[string]string{"cache-control": "max-age=3600"}}}},
+				{Name: "pages", Match: prefix("/pages/")},
+			}
+			rv := svc("reviews", 9080)
+			rv.Headers = &mesh.Headers{Request: &mesh.HeaderOps{Add: map[string]string{"x-via": "weft"}}}
+			return newModel(fe, calls(svc("ops", 7070), "frontend"), rv), nil
+		}},
 		{"authz-default", model(
 			calls(svc("frontend", 8080), "reviews"),
 			calls(svc("batch", 8001), "reviews"),

@@ -150,13 +150,24 @@ func (b *classBuilder) inboundHCM(port mesh.Port, prefix string, tls bool) *hcmv
 	}
 	filters = append(filters, b.routerFilter())
 	h := hcm(prefix, InboundRouteName(port.Port), filters)
-	if b.svc.Edge && !tls && port.Protocol == mesh.HTTP {
-		// Outside callers of an edge service are browsers: a path with
-		// %2F or %5C is answered with a redirect to its unescaped form,
-		// which every party then reads the same way (Envoy's edge
-		// recommendation). gRPC clients cannot follow redirects and
-		// mesh callers send normalized paths: they get REJECT_REQUEST.
-		h.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT
+	if b.svc.Edge && !tls {
+		// Traffic from outside the mesh. A header whose name has an
+		// underscore is dropped: a backend that reads "_" as "-" (CGI,
+		// WSGI) would take x_shop_user_id for the x-shop-user-id that the
+		// header rules remove (Envoy's edge recommendation; nginx drops
+		// them too).
+		h.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{
+			HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_DROP_HEADER,
+		}
+		if port.Protocol == mesh.HTTP {
+			// Outside callers of an edge service are browsers: a path
+			// with %2F or %5C is answered with a redirect to its
+			// unescaped form, which every party then reads the same way
+			// (Envoy's edge recommendation). gRPC clients cannot follow
+			// redirects and mesh callers send normalized paths: they get
+			// REJECT_REQUEST.
+			h.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT
+		}
 	}
 	// The app learns its caller's SPIFFE id from x-forwarded-client-cert;
 	// a value sent by the caller itself is never trusted.

@@ -392,3 +392,103 @@ func TestAuthzChangeOnOpenConnection(t *testing.T) {
 		})
 	}
 }
+
+const tcpAuthzMesh = `
+		app: {
+			ports: http: port: 8080
+			versions: v1: labels: version: "v1"
+			calls: ["db"]
+		}
+		db: {
+			ports: pg: {port: 5432, protocol: "tcp"}
+			versions: v1: labels: version: "v1"
+			authz: allow: [%s]
+		}
+`
+
+// On a TCP port, network RBAC decides once per connection and its rules
+// are in the filter chain (docs/decisions.md, "Authorization without a
+// listener drain"): once the proxies ACK a revision that removes the
+// allow, a new connection is refused and one opened before keeps going
+// until the drained chain closes it; re-allowing admits the next new
+// connection.
+func TestTCPAuthzChange(t *testing.T) {
+	dir := t.TempDir()
+	writeMesh(t, dir, fmt.Sprintf(tcpAuthzMesh, `{from: ["app"]}`))
+	tm := startMesh(t, dir, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// app's TCP listener for db (tcp_proxy over mTLS to db's inbound; db's
+	// app is the demo app, which speaks HTTP).
+	dbVia := tm.instance("app-v1").Addr(5432)
+	apply := func(allow string) {
+		t.Helper()
+		rev := tm.Server().Revision()
+		writeMesh(t, dir, fmt.Sprintf(tcpAuthzMesh, allow))
+		for tm.Server().Revision() == rev {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("allow: [%s] was never served", allow)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		tm.waitReady(ctx)
+	}
+
+	open, err := newTCPConn(dbVia)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	if code, err := open.get(); err != nil || code != 200 {
+		t.Fatalf("before the change: %d %v, want 200", code, err)
+	}
+	apply("")
+	if code, err := tcpGet(dbVia); err == nil {
+		t.Errorf("a new connection after the allow was removed: %d, want it closed", code)
+	}
+	code, err := open.get()
+	t.Logf("allow removed: new connection refused; the connection opened before answered %d (%v) while its chain drains", code, err)
+	apply(`{from: ["app"]}`)
+	if code, err := tcpGet(dbVia); err != nil || code != 200 {
+		t.Errorf("a new connection after re-allowing: %d %v, want 200", code, err)
+	}
+}
+
+// tcpConn sends HTTP/1.1 requests over one TCP connection.
+type tcpConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func newTCPConn(addr string) (*tcpConn, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &tcpConn{Conn: c, r: bufio.NewReader(c)}, nil
+}
+
+func (c *tcpConn) get() (int, error) {
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: db\r\n\r\n"); err != nil {
+		return 0, err
+	}
+	resp, err := http.ReadResponse(c.r, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+// tcpGet sends one request on a new connection.
+func tcpGet(addr string) (int, error) {
+	c, err := newTCPConn(addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	return c.get()
+}

@@ -65,19 +65,23 @@ func TestEdgeHeaderRules(t *testing.T) {
 	fe := tm.instance("frontend-v1")
 	outside := &http.Client{Timeout: 10 * time.Second}
 	sent := map[string]string{"x-weft-internal": "1", "x-shop-user-id": "42", "x-via": "client"}
+	// x_shop_user_id is x-shop-user-id to a backend that reads "_" as "-".
+	outsideSent := map[string]string{"x-weft-internal": "1", "x-shop-user-id": "42", "x-via": "client", "x_shop_user_id": "42"}
 	securityPreset := []string{"strict-transport-security", "x-content-type-options", "x-frame-options", "referrer-policy"}
 
 	for _, tc := range []struct {
 		name, url string
 		c         *http.Client
 		service   string
+		sent      map[string]string // request headers sent (default: sent)
 		removed   []string          // request headers the app must not see
 		request   map[string]string // request headers as the app sees them
 		response  map[string]string // response headers (each must have exactly this one value)
 		preset    bool
 	}{{
 		name: "outside -> edge", url: "http://" + fe.Addr(8080) + "/page", c: outside, service: "frontend",
-		removed:  []string{"x-weft-internal", "x-shop-user-id"},
+		sent:     outsideSent,
+		removed:  []string{"x-weft-internal", "x-shop-user-id", "x_shop_user_id"},
 		request:  map[string]string{"x-shop-edge": "frontend", "x-via": "client,weft"},
 		response: map[string]string{"x-served-by": "frontend"}, preset: true,
 	}, {
@@ -101,7 +105,10 @@ func TestEdgeHeaderRules(t *testing.T) {
 		response: map[string]string{"x-served-by": "reviews"}, preset: true,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, a, hdr, err := get(tc.c, tc.url, sent)
+			if tc.sent == nil {
+				tc.sent = sent
+			}
+			code, a, hdr, err := get(tc.c, tc.url, tc.sent)
 			if err != nil || code != 200 || a == nil || a.Service != tc.service {
 				t.Fatalf("GET %s: %d %v %+v, want 200 from %s", tc.url, code, err, a, tc.service)
 			}
