@@ -7,6 +7,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	originaldstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -148,14 +149,20 @@ func (b *classBuilder) inboundHCM(port mesh.Port, prefix string, tls bool) *hcmv
 		// inboundRouteConfig), shared by the port's chains.
 		filters = append(filters, b.httpFilter(filterLocalRateLimit, localRateLimit(prefix+"_ratelimit", nil)))
 	}
-	filters = append(filters, b.routerFilter())
+	outside := b.svc.Edge && !tls // traffic from outside the mesh
+	if outside {
+		// No x-envoy-* response headers (x-envoy-upstream-service-time)
+		// to the outside, as no server header: they only tell what runs.
+		filters = append(filters, b.httpFilter(filterRouter, &routerv3.Router{SuppressEnvoyHeaders: true}))
+	} else {
+		filters = append(filters, b.routerFilter())
+	}
 	h := hcm(prefix, InboundRouteName(port.Port), filters)
-	if b.svc.Edge && !tls {
-		// Traffic from outside the mesh. A header whose name has an
-		// underscore is dropped: a backend that reads "_" as "-" (CGI,
-		// WSGI) would take x_shop_user_id for the x-shop-user-id that the
-		// header rules remove (Envoy's edge recommendation; nginx drops
-		// them too).
+	if outside {
+		// A header whose name has an underscore is dropped: a backend
+		// that reads "_" as "-" (CGI, WSGI) would take x_shop_user_id for
+		// the x-shop-user-id that the header rules remove (Envoy's edge
+		// recommendation; nginx drops them too).
 		h.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{
 			HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_DROP_HEADER,
 		}

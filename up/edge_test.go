@@ -137,6 +137,13 @@ func TestEdgeHeaderRules(t *testing.T) {
 			if s := hdr.Values("server"); len(s) > 0 {
 				t.Errorf("response has server: %q", s)
 			}
+			if strings.HasPrefix(tc.name, "outside") {
+				for h := range hdr {
+					if strings.HasPrefix(strings.ToLower(h), "x-envoy-") {
+						t.Errorf("response to the outside has %s: %q", h, hdr.Values(h))
+					}
+				}
+			}
 			if strings.Contains(a.Headers["x-forwarded-client-cert"], "URI=") != strings.HasPrefix(tc.name, "mesh") {
 				t.Errorf("x-forwarded-client-cert %q: mTLS is for mesh callers only", a.Headers["x-forwarded-client-cert"])
 			}
