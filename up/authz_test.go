@@ -28,12 +28,12 @@ const pathMesh = `
 			ports: http: port: 8080
 			versions: v1: labels: version: "v1"
 			calls: ["reviews"]
-			authz: deny: [{paths: ["/admin", "/admin/*"]}]
+			authz: deny: [{paths: ["/admin", "/admin/*"]}, {methods: ["DELETE"]}]
 		}
 		reviews: {
 			ports: http: port: 9080
 			versions: v1: labels: version: "v1"
-			authz: deny: [{paths: ["/admin", "/admin/*"]}]
+			authz: deny: [{paths: ["/admin", "/admin/*"]}, {methods: ["DELETE"]}]
 		}
 `
 
@@ -139,6 +139,19 @@ func TestDenyByPathSpellings(t *testing.T) {
 					t.Errorf("%q: %v %v, app saw %q; want 200 from the app with %q", p.send, hops, err, appPath(a), p.app)
 				}
 			}
+			// A method deny rule: any case of the method.
+			for _, m := range []string{"DELETE", "delete", "Delete"} {
+				before := appCount(t, tg.app)
+				resp, _, err := tg.rt.do(m, "/x")
+				code := 0
+				if resp != nil {
+					code = resp.StatusCode
+				}
+				fmt.Fprintf(&table, "  %-28s %d\n", m+" /x", code)
+				if err != nil || (code != 400 && code != 403) || appCount(t, tg.app) != before {
+					t.Errorf("%s /x: %d %v, want 403 or 400 before the app", m, code, err)
+				}
+			}
 			t.Logf("%d denied spellings, %d allowed paths:\n%s", len(deniedSpellings), len(allowedPaths), table.String())
 		})
 	}
@@ -196,6 +209,11 @@ type rawTarget struct {
 
 // send sends one request on a new connection and reads the answer.
 func (rt rawTarget) send(target string) (*http.Response, []byte, error) {
+	return rt.do("GET", target)
+}
+
+// do sends one request with the given method on a new connection.
+func (rt rawTarget) do(method, target string) (*http.Response, []byte, error) {
 	conn, err := net.DialTimeout("tcp", rt.addr, 5*time.Second)
 	if err != nil {
 		return nil, nil, err
@@ -205,7 +223,7 @@ func (rt rawTarget) send(target string) (*http.Response, []byte, error) {
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", target, rt.host); err != nil {
+	if _, err := fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", method, target, rt.host); err != nil {
 		return nil, nil, err
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
