@@ -1,8 +1,11 @@
 package compiler
 
 import (
+	"fmt"
 	"testing"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -90,4 +93,45 @@ func sameResources(a, b *Class, typ resource.Type) bool {
 		}
 	}
 	return true
+}
+
+// Every HTTP connection manager of every case normalizes paths, refuses
+// (or redirects) escaped slashes and adds no server header: a connection
+// manager added later without them fails here.
+func TestEveryHCMNormalizesPaths(t *testing.T) {
+	n := 0
+	for _, tc := range cases() {
+		for _, c := range compileCase(t, tc).Classes {
+			for _, r := range c.Resources[resource.ListenerType] {
+				l := r.(*listenerv3.Listener)
+				for _, fc := range l.GetFilterChains() {
+					for _, f := range fc.GetFilters() {
+						if f.GetName() != filterHCM {
+							continue
+						}
+						h := &hcmv3.HttpConnectionManager{}
+						if err := f.GetTypedConfig().UnmarshalTo(h); err != nil {
+							t.Fatal(err)
+						}
+						n++
+						where := fmt.Sprintf("%s/%s: listener %s chain %q", tc.name, c.Name, l.GetName(), fc.GetName())
+						if !h.GetNormalizePath().GetValue() || !h.GetMergeSlashes() {
+							t.Errorf("%s: normalize_path %v, merge_slashes %v", where, h.GetNormalizePath(), h.GetMergeSlashes())
+						}
+						switch a := h.GetPathWithEscapedSlashesAction(); a {
+						case hcmv3.HttpConnectionManager_REJECT_REQUEST, hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT:
+						default:
+							t.Errorf("%s: path_with_escaped_slashes_action %v", where, a)
+						}
+						if h.GetServerHeaderTransformation() != hcmv3.HttpConnectionManager_PASS_THROUGH {
+							t.Errorf("%s: server_header_transformation %v", where, h.GetServerHeaderTransformation())
+						}
+					}
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no HTTP connection manager found")
+	}
 }
