@@ -134,6 +134,10 @@ func (b *classBuilder) inboundChain(port mesh.Port, cluster, transport string) (
 
 // inboundHCM: RBAC deny, RBAC allow, local rate limit, router.
 //
+// The RBAC filters count their decisions apart:
+// http.<chain stat prefix>.rbac.deny.denied counts the requests deny rules
+// refused, ...rbac.allow.denied those no allow rule admitted.
+//
 // The two RBAC filters hold no rules of their own: the rules are the
 // typed_per_filter_config of the port's virtual host (inboundAuthz), which
 // reaches Envoy over RDS and applies to the next request, also on open
@@ -141,8 +145,8 @@ func (b *classBuilder) inboundChain(port mesh.Port, cluster, transport string) (
 // virtual host matches), the allow filter admits nobody.
 func (b *classBuilder) inboundHCM(port mesh.Port, prefix string, tls bool) *hcmv3.HttpConnectionManager {
 	filters := []*hcmv3.HttpFilter{
-		b.httpFilter(filterRBACDeny, &rbachttpv3.RBAC{}),
-		b.httpFilter(filterRBACAllow, &rbachttpv3.RBAC{Rules: &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW}}),
+		b.httpFilter(filterRBACDeny, &rbachttpv3.RBAC{RulesStatPrefix: "deny"}),
+		b.httpFilter(filterRBACAllow, &rbachttpv3.RBAC{RulesStatPrefix: "allow", Rules: &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW}}),
 	}
 	if hasRateLimit(b.svc) {
 		// No bucket of its own: the buckets are in "inbound|<port>" (see

@@ -369,6 +369,8 @@ func TestAuthzChangeOnOpenConnection(t *testing.T) {
 			}
 
 			apply("") // nobody may call api
+			const allowDenied = "http.inbound_9080_tls.rbac.allow.denied"
+			deniedBefore := envoyStat(t, api.AdminAddr, allowDenied)
 			allowed := 0
 			const n = 60
 			for i := 0; i < n; i++ {
@@ -379,6 +381,9 @@ func TestAuthzChangeOnOpenConnection(t *testing.T) {
 				if !k.reused {
 					t.Fatalf("request %d did not go over the kept-alive connection", i)
 				}
+			}
+			if got := envoyStat(t, api.AdminAddr, allowDenied) - deniedBefore; got != n {
+				t.Errorf("%s grew by %d, want %d: api's allow rules refused every request", allowDenied, got, n)
 			}
 			apply(allowFrontend)
 			first := call()
