@@ -139,7 +139,7 @@ func (c *checker) mirror(s *mesh.Service, route string, r mesh.Route) {
 		c.errorf(path+".version", "use one of the versions "+strings.Join(target.VersionNames(), ", "),
 			"unknown version %q of service %s", mr.Version, mr.To)
 	case mr.To == s.Name && (r.To == nil || r.To[mr.Version] > 0):
-		c.errorf(path+".version", fmt.Sprintf("send the route's traffic to other versions (to: {v1: 100}) or mirror to a version it does not send to; %s", liveVersions(s, r)),
+		c.errorf(path+".version", fmt.Sprintf("send the route's traffic to other versions (to: {v1: 100}) or mirror to a version it does not send to; %s", liveVersions(r)),
 			"route mirrors to version %s of its own service, which already gets the route's live traffic", mr.Version)
 	case !hasHTTPPort(target):
 		c.errorf(path+".to", "mirror to a service with an http or grpc port", "mirror target %s has no http or grpc port", mr.To)
@@ -147,7 +147,7 @@ func (c *checker) mirror(s *mesh.Service, route string, r mesh.Route) {
 }
 
 // liveVersions says which versions a route sends live traffic to.
-func liveVersions(s *mesh.Service, r mesh.Route) string {
+func liveVersions(r mesh.Route) string {
 	if r.To == nil {
 		return "without to, it sends to every version"
 	}

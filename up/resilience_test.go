@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weft-dev/weft/policies"
+	"github.com/weft-dev/weft/up"
 )
 
 const resilienceMesh = `
@@ -181,13 +182,18 @@ const outlierMesh = `
 // ejection) and every later request reaches the healthy one. With 10%
 // (Envoy's default, issue 7) Envoy detects the outlier but may not eject
 // it (ejections_overflow) and half the requests keep failing; weft vet
-// warns about that setting at its line.
+// warns about that setting at its line. The Envoys run 3 workers here
+// (weft up's Concurrency): the ejection is the cluster's, whichever
+// worker saw the failures.
 func TestOutlierEjection(t *testing.T) {
 	dir := t.TempDir()
 	writeMesh(t, dir, outlierMesh)
-	tm := startMesh(t, dir, nil)
+	tm := startMesh(t, dir, func(o *up.Options) { o.Concurrency = 3 })
 	c := tm.client("frontend-v1")
 	fe := tm.instance("frontend-v1")
+	if n := envoyConcurrency(t, fe); n != 3 {
+		t.Errorf("frontend's Envoy runs %d workers, want the 3 of up.Options.Concurrency", n)
+	}
 	failing := func(svc string, n int) (failures, healthy int) {
 		for i := 0; i < n; i++ {
 			code, a, _, _ := get(c, "http://"+svc+"/?fail-instance="+svc+"-v1-1", nil)

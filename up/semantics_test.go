@@ -151,14 +151,8 @@ func TestTrafficSemantics(t *testing.T) {
 
 	t.Run("circuit breaker", func(t *testing.T) {
 		fe := tm.instance("frontend-v1")
-		var info struct {
-			Options struct {
-				Concurrency int `json:"concurrency"`
-			} `json:"command_line_options"`
-		}
-		adminJSON(t, fe, "/server_info", &info)
-		if info.Options.Concurrency != 2 {
-			t.Errorf("frontend's Envoy runs %d workers, want weft up's default 2", info.Options.Concurrency)
+		if n := envoyConcurrency(t, fe); n != 2 {
+			t.Errorf("frontend's Envoy runs %d workers, want weft up's default 2", n)
 		}
 		const stat = "cluster.outbound|8000||httpbin.t.upstream_rq_pending_overflow"
 		for _, clients := range []int{1, 3} {
@@ -238,6 +232,19 @@ func demoLast(t *testing.T, in *up.Instance) demoapp.Answer {
 func adminJSON(t *testing.T, in *up.Instance, path string, v any) {
 	t.Helper()
 	getJSON(t, "http://"+in.AdminAddr+path, v)
+}
+
+// envoyConcurrency is the number of worker threads an instance's Envoy
+// runs (its --concurrency, from /server_info).
+func envoyConcurrency(t *testing.T, in *up.Instance) int {
+	t.Helper()
+	var info struct {
+		Options struct {
+			Concurrency int `json:"concurrency"`
+		} `json:"command_line_options"`
+	}
+	adminJSON(t, in, "/server_info", &info)
+	return info.Options.Concurrency
 }
 
 // envoyStat reads one counter of an instance's Envoy.

@@ -22,12 +22,12 @@ const (
 	DefaultBootstrapPath  = "/var/run/weft/envoy.yaml"
 	DefaultRenewJitter    = 0.1
 	DefaultRestartBackoff = time.Second
+	MaxRestartBackoff     = 30 * time.Second
 	// DefaultConcurrency is Envoy's number of worker threads: 2, as
 	// Istio's sidecars. Envoy's own default is one per core, and each
 	// worker keeps its own upstream connection pool, so a circuit
 	// breaker's maxConnections: 1 would mean one connection per core.
 	DefaultConcurrency = 2
-	MaxRestartBackoff  = 30 * time.Second
 	// XDSClusterName is the bootstrap cluster through which Envoy reaches
 	// the agent's ADS proxy.
 	XDSClusterName = "xds-grpc"
