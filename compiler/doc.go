@@ -64,17 +64,25 @@
 // are on the virtual host; an edge service's are applied by its own
 // inbound side instead), its fault (per-route config of the fault
 // filter, which is always in the outbound HTTP connection manager so that
-// adding a fault never changes the listener) and its mirror
-// (request_mirror_policies; the target's port is the one with the same
-// number, else the first of the same protocol, else its first HTTP/gRPC
-// port). Every HTTP/gRPC port of a dependency gets all its version
-// clusters, used or not, so that editing routes never changes CDS.
-// Clusters use EDS over ADS, mTLS to the peer (its SPIFFE id is the only
-// accepted SAN; SNI is the cluster name) unless the target's mtls is
-// "disable", its circuit breaker and outlier detection; gRPC clusters
-// speak HTTP/2. A cluster whose endpoints are DNS names (static endpoints
-// of VMs) is STRICT_DNS with its endpoints inline, since Envoy does not
-// resolve names received over EDS; "localhost" is written 127.0.0.1.
+// adding a fault never changes the listener), its rewrite.host
+// (host_rewrite_literal) and its mirror (request_mirror_policies; the
+// target — another service, or a version of the route's own service — is
+// reached on the port with the same number, else the first of the same
+// protocol, else its first HTTP/gRPC port; the copy keeps the primary's
+// Host (disable_shadow_host_suffix_append) and gets MirrorHeader
+// "x-weft-mirrored: true"). Every HTTP/gRPC port of a dependency gets all
+// its version clusters, used or not, so that editing routes never changes
+// CDS. Clusters use EDS over ADS, mTLS to the peer (its SPIFFE id is the
+// only accepted SAN; SNI is the cluster name) unless the target's mtls is
+// "disable", its circuit breaker (thresholds; maxRequestsPerConnection as
+// the HttpProtocolOptions' common_http_protocol_options, with HTTP/1.1 or,
+// for gRPC, HTTP/2) and its outlier detection, whose
+// max_ejection_percent is always written (mesh.DefaultMaxEjectionPercent,
+// 50, when unset: Envoy's own 10% ejects nothing below 10 endpoints);
+// gRPC clusters speak HTTP/2. A cluster whose endpoints are DNS names
+// (static endpoints of VMs) is STRICT_DNS with its endpoints inline, since
+// Envoy does not resolve names received over EDS; "localhost" is written
+// 127.0.0.1.
 //
 // # Inbound
 //
@@ -132,14 +140,15 @@
 //
 // Rate limits: the local_ratelimit filter is in the chain when the service
 // or any of its routes has a limit; it has no bucket of its own. The
-// buckets (max_tokens=burst, tokens_per_fill=rps every second, enforced
-// for 100%) live in "inbound|<port>": the service's on the virtual host
-// (so a permissive port's two chains share one bucket, and a new limit
-// changes no listener), a route's on a route with the same match (the
-// service's routes are repeated up to the last rate-limited one, or for an
-// edge service the last one with header rules), where it replaces the
-// service's. Inbound routes set no timeout: the caller's route enforces
-// it.
+// buckets (max_tokens=burst, tokens_per_fill=requests every per, or
+// requestsPerSecond every second; enforced for 100%; Envoy refills them
+// continuously at that rate) live in "inbound|<port>": the service's on
+// the virtual host (so a permissive port's two chains share one bucket,
+// and a new limit changes no listener), a route's on a route with the same
+// match (the service's routes are repeated up to the last rate-limited
+// one, or for an edge service the last one with header rules), where it
+// replaces the service's. Inbound routes set no timeout: the caller's
+// route enforces it.
 //
 // # Provenance and determinism
 //

@@ -155,15 +155,19 @@ func faultConfig(f *mesh.Fault) *faultv3.HTTPFault {
 
 // localRateLimit is a local rate limit filter configuration. With rl nil it
 // has no bucket of its own and only acts on routes that configure one.
+// The bucket holds burst tokens and gets requests back every period
+// (requestsPerSecond: every second); Envoy refills it continuously at that
+// rate.
 func localRateLimit(prefix string, rl *mesh.RateLimit) *localratelimitv3.LocalRateLimit {
 	out := &localratelimitv3.LocalRateLimit{StatPrefix: prefix}
 	if rl == nil {
 		return out
 	}
+	tokens, every := rl.Refill()
 	out.TokenBucket = &typev3.TokenBucket{
 		MaxTokens:     uint32(rl.BurstOrDefault()),
-		TokensPerFill: wrapperspb.UInt32(uint32(rl.RequestsPerSecond)),
-		FillInterval:  durationpb.New(time.Second),
+		TokensPerFill: wrapperspb.UInt32(uint32(tokens)),
+		FillInterval:  durationpb.New(every),
 	}
 	out.FilterEnabled = runtimePercent(100)
 	out.FilterEnforced = runtimePercent(100)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -129,6 +131,9 @@ func (b *classBuilder) outboundRoute(dep *mesh.Service, port mesh.Port, i int) (
 		return nil, err
 	}
 	action := b.routeAction(dep, &r, dest)
+	if r.Rewrite != nil && r.Rewrite.Host != "" {
+		action.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: r.Rewrite.Host}
+	}
 	if r.Mirror != nil {
 		mp, err := b.mirrorPolicy(port, r.Mirror)
 		if err != nil {
@@ -229,8 +234,15 @@ func retryPolicy(r *mesh.Retries) *routev3.RetryPolicy {
 	return p
 }
 
+// MirrorHeader marks the copies a mirror sends: the header is set (to
+// "true") on the copy only. The copy keeps the primary's Host: Envoy would
+// otherwise append "-shadow" to it ("reviews-shadow:9080"), which an app
+// that serves virtual hosts does not know.
+const MirrorHeader = "x-weft-mirrored"
+
 // mirrorPolicy copies a share of a route's requests to the mirror target
-// (one version of it, or all versions).
+// (one version of it, or all versions; the target may be the route's own
+// service).
 func (b *classBuilder) mirrorPolicy(from mesh.Port, m *mesh.Mirror) (*routev3.RouteAction_RequestMirrorPolicy, error) {
 	target, err := b.service(m.To)
 	if err != nil {
@@ -248,8 +260,14 @@ func (b *classBuilder) mirrorPolicy(from mesh.Port, m *mesh.Mirror) (*routev3.Ro
 		return nil, err
 	}
 	return &routev3.RouteAction_RequestMirrorPolicy{
-		Cluster:         name,
-		RuntimeFraction: runtimePercent(m.Percent),
+		Cluster:                       name,
+		RuntimeFraction:               runtimePercent(m.Percent),
+		DisableShadowHostSuffixAppend: true,
+		RequestHeadersMutations: []*mutationrulesv3.HeaderMutation{{
+			Action: &mutationrulesv3.HeaderMutation_Append{
+				Append: headerValue(MirrorHeader, "true", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
+			},
+		}},
 	}, nil
 }
 

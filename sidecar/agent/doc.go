@@ -24,7 +24,8 @@
 //   - Envoy's bootstrap (see Bootstrap: node id/cluster/metadata, ADS via
 //     the "xds-grpc" cluster, SDS via "sds-grpc", both HTTP/2 on the
 //     socket, admin on 127.0.0.1:AdminPort);
-//   - Envoy itself: started as a child process (dies with the agent),
+//   - Envoy itself: started as a child process (dies with the agent) with
+//     Config.Concurrency worker threads (--concurrency, default 2),
 //     restarted with exponential backoff when it exits, drained
 //     (/drain_listeners?graceful for DrainTimeout) and sent SIGTERM on stop;
 //   - readiness: ready only when Envoy's admin says /ready LIVE, /listeners
