@@ -346,13 +346,13 @@ func TestAuthzChangeOnOpenConnection(t *testing.T) {
 				"listener_manager.total_listeners_draining",
 			}
 			const inboundConns = "http.inbound_9080_tls.downstream_cx_total"
-			before := map[string]int{}
+			before := map[string]int64{}
 			for _, in := range tm.Instances() {
 				for _, c := range counters {
-					before[in.NodeID+" "+c] = envoyStat(t, in.AdminAddr, c)
+					before[in.NodeID+" "+c] = envoyStat(t, &in, c)
 				}
 			}
-			connsBefore := envoyStat(t, api.AdminAddr, inboundConns)
+			connsBefore := envoyStat(t, api, inboundConns)
 
 			apply := func(allow string) {
 				t.Helper()
@@ -370,7 +370,7 @@ func TestAuthzChangeOnOpenConnection(t *testing.T) {
 
 			apply("") // nobody may call api
 			const allowDenied = "http.inbound_9080_tls.rbac.allow.denied"
-			deniedBefore := envoyStat(t, api.AdminAddr, allowDenied)
+			deniedBefore := envoyStat(t, api, allowDenied)
 			allowed := 0
 			const n = 60
 			for i := 0; i < n; i++ {
@@ -382,7 +382,7 @@ func TestAuthzChangeOnOpenConnection(t *testing.T) {
 					t.Fatalf("request %d did not go over the kept-alive connection", i)
 				}
 			}
-			if got := envoyStat(t, api.AdminAddr, allowDenied) - deniedBefore; got != n {
+			if got := envoyStat(t, api, allowDenied) - deniedBefore; got != n {
 				t.Errorf("%s grew by %d, want %d: api's allow rules refused every request", allowDenied, got, n)
 			}
 			apply(allowFrontend)
@@ -402,12 +402,12 @@ func TestAuthzChangeOnOpenConnection(t *testing.T) {
 			}
 			// One upstream connection from frontend's Envoy to api's carried
 			// everything: the rules changed under an open connection.
-			if got := envoyStat(t, api.AdminAddr, inboundConns); got != connsBefore {
+			if got := envoyStat(t, api, inboundConns); got != connsBefore {
 				t.Errorf("%s went from %d to %d: the requests did not all use the open connection", inboundConns, connsBefore, got)
 			}
 			for _, in := range tm.Instances() {
 				for _, c := range counters {
-					if got, was := envoyStat(t, in.AdminAddr, c), before[in.NodeID+" "+c]; got != was {
+					if got, was := envoyStat(t, &in, c), before[in.NodeID+" "+c]; got != was {
 						t.Errorf("%s: %s went from %d to %d after two authz changes", in.NodeID, c, was, got)
 					}
 				}
