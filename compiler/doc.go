@@ -55,9 +55,23 @@
 //
 // # Outbound
 //
-// A virtual host holds the service's routes in order, then an implicit
-// catch-all to all versions unless the last route already matches every
-// request. A route sends to weighted version clusters (zero weights left
+// A virtual host holds the service's routes in precedence order (Envoy
+// takes the first route that matches), then an implicit catch-all
+// "default" to all versions unless the last route already matches every
+// request. Routes are keyed by name in CUE; their order is never the order
+// they were written in but mesh.ComparePrecedence's (applied by
+// mesh.Resolve, so a model built by hand gets it too), modelled on the
+// Gateway API's HTTPRoute rule precedence:
+//
+//  1. higher priority first;
+//  2. an exact path, then a regex path, then a prefix path (no path is the
+//     prefix "/"), longer prefixes first;
+//  3. a route with methods before one without;
+//  4. more header matches first;
+//  5. by name.
+//
+// Each Envoy route is named after its route (routes of a model built by
+// hand without names are "route-<index>"). A route sends to weighted version clusters (zero weights left
 // out; a single version is a plain cluster) or, without `to`, to the
 // all-versions cluster; it carries the timeout and retry policy (route,
 // else service, else mesh default), its header edits (service-level edits
@@ -100,16 +114,16 @@
 // for 100%) live in "inbound|<port>": the service's on the virtual host
 // (so a permissive port's two chains share one bucket, and a new limit
 // changes no listener), a route's on a route with the same match (the
-// service's routes are repeated up to the last rate-limited one), where it
-// replaces the service's. Inbound routes set no timeout: the caller's
-// route enforces it.
+// service's routes are repeated, in the same precedence order, up to the
+// last rate-limited one), where it replaces the service's. Inbound routes
+// set no timeout: the caller's route enforces it.
 //
 // # Provenance and determinism
 //
 // Every Listener, RouteConfiguration, VirtualHost, Route, Cluster and
 // inbound FilterChain carries metadata.filter_metadata["weft.dev/provenance"]
 // = {service, file, line, revision} from the model's positions (routes:
-// the route's position). Everything is sorted; maps are only iterated
+// the route's position, mesh.services.<svc>.routes.<name>). Everything is sorted; maps are only iterated
 // through sorted keys; Any values are encoded deterministically. A class's
 // snapshot version is "<revision>/<12 hex digits of sha256>" over all its
 // resources in type and name order.
