@@ -19,7 +19,7 @@ type Error struct {
 	// involved (the other side of a conflict, the schema constraint).
 	Pos  mesh.Pos
 	Also []mesh.Pos
-	// Path is the CUE field path ("mesh.services.orders.routes[0].to").
+	// Path is the CUE field path ("mesh.services.orders.routes.create.to").
 	Path string
 	// Msg says what is wrong, Fix what would make it right.
 	Msg string

@@ -15,6 +15,8 @@
 #   fix: give a version endpoints or replicas, or route to a serving version
 package weft.rules.callee_endpoints
 
+import data.weft.lib
+
 serving(v) if count(v.endpoints) > 0
 
 serving(v) if v.replicas > 0
@@ -40,16 +42,16 @@ deny contains {"msg": msg, "path": ["mesh", "services", name, "versions"]} if {
 	msg := sprintf("service %s is called by %s, but none of its versions has endpoints or replicas", [name, concat(", ", callers(name))])
 }
 
-deny contains {"msg": msg, "path": ["mesh", "services", name, "routes", i, "to"]} if {
+deny contains {"msg": msg, "path": ["mesh", "services", name, "routes", route, "to"]} if {
 	some name in idle
 	s := input.mesh.services[name]
 	some v in s.versions
 	serving(v)
-	some i, r in s.routes
+	some route, r in s.routes
 	r.to
 	not split_serving(s, r.to)
 	callers(name) != []
-	msg := sprintf("routes[%d] of service %s (called by %s) sends traffic only to versions without endpoints or replicas", [i, name, concat(", ", callers(name))])
+	msg := sprintf("%s of service %s (called by %s) sends traffic only to versions without endpoints or replicas", [lib.route_name(r, route), name, concat(", ", callers(name))])
 }
 
 split_serving(s, to) if {

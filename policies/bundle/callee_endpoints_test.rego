@@ -34,14 +34,14 @@ test_split_to_versions_without_endpoints_is_denied if {
 			"v1": {"labels": {}, "endpoints": ["127.0.0.1:1"], "replicas": 1},
 			"v2": {"labels": {}, "endpoints": [], "replicas": 0},
 		},
-		"routes": [
-			{"match": {"headers": {"x": {"exact": "1"}}}, "to": {"v2": 100}},
-			{"match": {}, "to": {"v1": 100, "v2": 0}},
-		],
+		"routes": {
+			"canary": {"match": {"headers": {"x": {"exact": "1"}}}, "to": {"v2": 100}},
+			"split": {"match": {}, "to": {"v1": 100, "v2": 0}},
+		},
 	})
 	callee_endpoints.deny == {{
-		"msg": "routes[0] of service b (called by a) sends traffic only to versions without endpoints or replicas",
-		"path": ["mesh", "services", "b", "routes", 0, "to"],
+		"msg": `route "canary" of service b (called by a) sends traffic only to versions without endpoints or replicas`,
+		"path": ["mesh", "services", "b", "routes", "canary", "to"],
 	}} with input as testing.input_for({"a": caller, "b": b}, "prod")
 }
 
@@ -51,7 +51,7 @@ test_split_to_serving_versions_passes if {
 			"v1": {"labels": {}, "endpoints": ["127.0.0.1:1"], "replicas": 1},
 			"v2": {"labels": {}, "endpoints": [], "replicas": 0},
 		},
-		"routes": [{"match": {"methods": ["GET"]}}, {"match": {}, "to": {"v1": 90, "v2": 10}}],
+		"routes": {"reads": {"match": {"methods": ["GET"]}}, "split": {"match": {}, "to": {"v1": 90, "v2": 10}}},
 	})
 	count(callee_endpoints.deny) == 0 with input as testing.input_for({"a": caller, "b": b}, "prod")
 }
@@ -62,7 +62,7 @@ test_replicas_serve_where_endpoints_lack if {
 			"v1": {"labels": {}, "endpoints": [], "replicas": 2},
 			"v2": {"labels": {}, "endpoints": [], "replicas": 0},
 		},
-		"routes": [{"match": {}, "to": {"v1": 50, "v2": 50}}],
+		"routes": {"split": {"match": {}, "to": {"v1": 50, "v2": 50}}},
 	})
 	count(callee_endpoints.deny) == 0 with input as testing.input_for({"a": caller, "b": b}, "prod")
 }
