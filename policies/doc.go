@@ -40,9 +40,8 @@
 // field path the finding is about: an array of keys and indexes from the
 // input's root (["mesh", "services", "orders", "routes", "create"]), which
 // is also the CUE path (mesh.services.orders.routes.create), or a CUE path
-// string. The
-// engine maps it to the file:line where that field (or its nearest written
-// ancestor) is written. The package's METADATA block (title, description,
+// string. The engine maps it to the file:line where that field (or its
+// nearest written ancestor) is written. The package's METADATA block (title, description,
 // custom.fix) is the rule's documentation: `weft vet --explain`, SARIF.
 //
 // docs/policies.md documents every default rule, the configuration and how
