@@ -19,10 +19,18 @@ package weft.rules.grpc_methods
 
 import data.weft.lib
 
-# grpc_only are the services whose http/grpc ports are all grpc.
+# grpc_only are the services whose http/grpc ports are all grpc (a grpc
+# port first: most services have none, and that test allocates nothing).
 grpc_only contains name if {
 	some name, s in input.mesh.services
-	{p.protocol | some p in s.ports; p.protocol != "tcp"} == {"grpc"}
+	some p in s.ports
+	p.protocol == "grpc"
+	not http_port(s)
+}
+
+http_port(s) if {
+	some p in s.ports
+	p.protocol == "http"
 }
 
 warn contains {"msg": msg, "path": ["mesh", "services", name, "authz", kind, i, "methods"]} if {
