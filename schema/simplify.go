@@ -131,7 +131,7 @@ func simplify(es Errors, spans sourceSpans) Errors {
 			continue
 		}
 		group := samePath(es, e.Path)
-		if enum := enumError(group, spans.alternatives); enum != nil {
+		if enum := enumError(group, spans); enum != nil {
 			done[e.Path] = true
 			out = append(out, enum)
 			continue
@@ -145,7 +145,47 @@ func simplify(es Errors, spans sourceSpans) Errors {
 		}
 		out = append(out, e)
 	}
-	return mergeAlternatives(dropDefaultConflicts(out, spans.defaults))
+	out = mergeAlternatives(dropDefaultConflicts(out, spans.defaults))
+	for i, e := range out {
+		out[i] = schemaValue(e)
+	}
+	return out
+}
+
+// schemaValue rewrites a conflict between the user's value and the one
+// value the schema allows there (preset: "security"), naming which is
+// which: the schema's is the one written at a schema position.
+func schemaValue(e *Error) *Error {
+	a, b, ok := conflict(e.Msg)
+	if !ok {
+		return e
+	}
+	for _, p := range append([]mesh.Pos{e.Pos}, e.Also...) {
+		if p.File != SchemaFile {
+			continue
+		}
+		for _, pair := range [][2]string{{a, b}, {b, a}} {
+			if schemaTextAt(p, pair[0]) {
+				c := *e
+				c.Msg = fmt.Sprintf("%s is not allowed here: the schema allows only %s", pair[1], pair[0])
+				c.Fix = "use " + pair[0]
+				return &c
+			}
+		}
+	}
+	return e
+}
+
+// schemaLines is the embedded schema, by line.
+var schemaLines = sync.OnceValue(func() []string { return strings.Split(string(schemaSource), "\n") })
+
+// schemaTextAt reports whether the schema has text at position p.
+func schemaTextAt(p mesh.Pos, text string) bool {
+	lines := schemaLines()
+	if p.Line < 1 || p.Line > len(lines) || p.Column < 1 || p.Column > len(lines[p.Line-1]) {
+		return false
+	}
+	return strings.HasPrefix(lines[p.Line-1][p.Column-1:], text)
 }
 
 // betweenFiles are the conflicts of a group whose positions are all in the
@@ -182,7 +222,7 @@ func samePath(es Errors, path string) Errors {
 // of a disjunction: an enum the value is not part of. Nil when the group
 // is anything else (two values written for one field conflict with each
 // other, not with an enum).
-func enumError(group Errors, alternatives []span) *Error {
+func enumError(group Errors, spans sourceSpans) *Error {
 	if len(group) < 2 {
 		return nil
 	}
@@ -221,16 +261,33 @@ func enumError(group Errors, alternatives []span) *Error {
 		if seen[other] {
 			continue
 		}
-		seen[other] = true
 		own := ownPosition(e, group)
-		if !inAny(alternatives, own) {
+		if !inAny(spans.alternatives, own) {
 			return nil
 		}
+		if seen[other] {
+			// The same value from two disjunctions (a default and the
+			// enum it defaults): the enum's place orders it.
+			for i := range lits {
+				if lits[i].text == other && own.File == lits[i].pos.File && before(own, lits[i].pos) {
+					lits[i].pos = own
+				}
+			}
+			continue
+		}
+		seen[other] = true
 		lits = append(lits, literal{other, own})
 	}
-	// In the order the schema (or the base) writes them.
+	// The default first, then in the order the schema (or the base)
+	// writes them.
 	slices.SortStableFunc(lits, func(x, y literal) int {
+		dx, dy := inAny(spans.defaults, x.pos), inAny(spans.defaults, y.pos)
 		switch {
+		case dx != dy:
+			if dx {
+				return -1
+			}
+			return 1
 		case x.pos.File != y.pos.File:
 			return strings.Compare(x.pos.File, y.pos.File)
 		case before(x.pos, y.pos):
@@ -294,11 +351,15 @@ func enumMessage(path, value string, allowed []string) (msg, fix string) {
 }
 
 // dropDefaultConflicts removes the errors that come from a default
-// alternative (one of their positions is inside a *value) when the same
-// field has an error that does not: the value's real problem.
+// alternative (a conflict, of values or of list lengths, with a position
+// inside a *value) when the same field has an error that does not: the
+// value's real problem.
 func dropDefaultConflicts(es Errors, defaults []span) Errors {
 	fromDefault := make([]bool, len(es))
 	for i, e := range es {
+		if _, _, ok := conflict(e.Msg); !ok && !strings.HasPrefix(e.Msg, "incompatible list lengths") {
+			continue
+		}
 		for _, p := range append([]mesh.Pos{e.Pos}, e.Also...) {
 			fromDefault[i] = fromDefault[i] || inAny(defaults, p)
 		}
