@@ -15,13 +15,17 @@ import (
 	"github.com/weft-dev/weft/schema/mesh"
 )
 
-// CUE reports a value that fails a disjunction once per alternative. Two
-// shapes of that are noise to a user, and simplify rewrites them:
+// CUE reports a value that fails a disjunction once per alternative, with
+// the fix of whichever message it is. simplify rewrites what is noise to a
+// user, using the positions CUE gives and where the files (the user's and
+// the schema) write defaults (*x) and disjunctions (a | b):
 //
 //   - an enum ("GET" | "HEAD" | ...): one "conflicting values" error per
 //     allowed value. They become one error naming the value and the
-//     allowed values (and, for a gRPC method name in methods, where it
-//     belongs).
+//     allowed values, the default first (and, for a gRPC method name in
+//     methods, where it belongs).
+//   - two files setting an enum field to two allowed values: the conflict
+//     between the files, not the value's conflicts with the enum.
 //   - a default (`*100 | _` in the base, `*[...] | [...#RetryOn]` in the
 //     schema): a value that breaks the field's constraint also conflicts
 //     with the default, and the conflict's fix ("mark the base's value as a
@@ -31,6 +35,8 @@ import (
 //   - a constraint or a literal (#Name | "*"): a conflict with the literal
 //     and the constraint's error. They become the constraint's error, whose
 //     fix also names the literal.
+//   - the one value the schema allows (preset: "security"): the error says
+//     which of the two values is the schema's.
 
 // span is the extent of a default-marked expression (*value) in a file.
 type span struct {
@@ -121,8 +127,8 @@ func conflict(msg string) (a, b string, ok bool) {
 	return m[1], m[2], true
 }
 
-// simplify rewrites enum and default noise (see above); errors keep their
-// order otherwise.
+// simplify rewrites the noise described above; errors keep their order
+// otherwise.
 func simplify(es Errors, spans sourceSpans) Errors {
 	var out Errors
 	done := map[string]bool{}
@@ -257,9 +263,6 @@ func enumError(group Errors, spans sourceSpans) *Error {
 		other := a
 		if a == value {
 			other = b
-		}
-		if seen[other] {
-			continue
 		}
 		own := ownPosition(e, group)
 		if !inAny(spans.alternatives, own) {
