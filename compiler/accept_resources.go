@@ -253,8 +253,9 @@ var targets = map[protoreflect.FullName]bool{
 }
 
 var (
-	relevantMu sync.Mutex
-	relevant   = map[protoreflect.FullName][]protoreflect.FieldDescriptor{}
+	relevantMu   sync.Mutex
+	relevant     = map[protoreflect.FullName][]protoreflect.FieldDescriptor{} // guarded by relevantMu
+	relevantDone sync.Map                                                     // FullName -> []FieldDescriptor, read without the lock
 )
 
 // relevantFields are the message fields (single, list, or map values) of
@@ -262,6 +263,9 @@ var (
 // are computed once per message type: a fixed point over every type md
 // reaches, since message types nest recursively (RBAC permissions).
 func relevantFields(md protoreflect.MessageDescriptor) []protoreflect.FieldDescriptor {
+	if fs, ok := relevantDone.Load(md.FullName()); ok {
+		return fs.([]protoreflect.FieldDescriptor)
+	}
 	relevantMu.Lock()
 	defer relevantMu.Unlock()
 	if fs, ok := relevant[md.FullName()]; ok {
@@ -307,6 +311,7 @@ func relevantFields(md protoreflect.MessageDescriptor) []protoreflect.FieldDescr
 			}
 		}
 		relevant[name] = fs
+		relevantDone.Store(name, fs)
 	}
 	return relevant[md.FullName()]
 }
