@@ -200,6 +200,16 @@ func (rc *resourceChecker) walk(m protoreflect.Message) {
 		if p := rc.regex(x.GetRegex()); p != nil {
 			rc.report(rc.here("regex"), p.msg)
 		}
+		return
+	case *matcherv3.StringMatcher:
+		// The common leaf (RBAC principals, SANs, header matches): only its
+		// safe_regex can hold a target.
+		if re := x.GetSafeRegex(); re != nil {
+			if p := rc.regex(re.GetRegex()); p != nil {
+				rc.report(rc.here("safe_regex", "regex"), p.msg)
+			}
+		}
+		return
 	case *corev3.HeaderValueOption:
 		h := x.GetHeader()
 		if p := mutationNameProblem(h.GetKey()); p != nil {
@@ -208,6 +218,7 @@ func (rc *resourceChecker) walk(m protoreflect.Message) {
 		if p := emittedValueProblem(h.GetValue()); p != nil {
 			rc.report(rc.here("header", "value"), p.msg)
 		}
+		return
 	case *routev3.RouteConfiguration:
 		rc.removals(x.GetRequestHeadersToRemove(), x.GetResponseHeadersToRemove())
 	case *routev3.VirtualHost:
