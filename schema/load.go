@@ -42,7 +42,7 @@ func Load(dir string, opts Options) (*mesh.Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := decode(v, root)
+	m, err := decode(v, root, pos)
 	if err != nil {
 		return nil, err
 	}
@@ -132,6 +132,9 @@ func evaluate(dir, root string) (cue.Value, mesh.Positions, error) {
 	if es := checkImport(inst, root); len(es) > 0 {
 		return cue.Value{}, nil, es
 	}
+	if es := checkSourceUTF8(inst, root); len(es) > 0 {
+		return cue.Value{}, nil, es.sorted()
+	}
 	pos, es := positions(inst.Files, root)
 	if len(es) > 0 {
 		return cue.Value{}, nil, es.sorted()
@@ -220,15 +223,20 @@ func fileStart(inst *build.Instance, root string) mesh.Pos {
 	return mesh.Pos{File: f, Line: 1, Column: 1}
 }
 
-// decode turns the validated CUE value into the model and records where
-// every field was written.
-func decode(v cue.Value, root string) (*mesh.Model, error) {
+// decode turns the validated CUE value into the model; a U+FFFD anywhere
+// in it is an error (utf8.go).
+func decode(v cue.Value, root string, pos mesh.Positions) (*mesh.Model, error) {
 	var m mesh.Model
 	// MarshalJSON + encoding/json allocates a third less than Value.Decode
 	// (measured on the 1,000-service benchmark); the JSON tags are the contract.
 	b, err := v.MarshalJSON()
 	if err == nil {
-		err = json.Unmarshal(b, &m)
+		if es := checkReplacementChars(v, b, pos); len(es) > 0 {
+			return nil, es.sorted()
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, decodeErrors(err, v, pos)
+		}
 	}
 	if err != nil {
 		var es Errors

@@ -22,9 +22,9 @@ func newBuildCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "build DIR -o OUT",
 		Short: "Compile a mesh into Envoy configuration files",
-		Long: `build vets DIR exactly like weft vet (schema, cross references, policies:
-a deny stops it and nothing is written) and compiles it into one configuration per
-proxy class (a service version). For each class it writes to OUT/<class>/:
+		Long: `build vets DIR exactly like weft vet (schema, cross references, policies,
+the compiler's acceptance gate: any failure stops it and nothing is written) and
+compiles it into one configuration per proxy class (a service version). For each class it writes to OUT/<class>/:
 
   listeners.yaml routes.yaml clusters.yaml endpoints.yaml   the xDS resources
   provenance.yaml  the file:line that defined each resource, filter chain,
@@ -58,7 +58,11 @@ non-empty directory is refused.`,
 			if len(rep.Envs) > 1 {
 				rep.Envs = builtEnv(rep.Envs, policies.BaseEnv)
 			}
-			if rep.Failed() || len(rep.Envs) != 1 || rep.Envs[0].Model == nil {
+			var res *compiler.Result
+			if len(rep.Envs) == 1 {
+				res = compileEnv(&rep.Envs[0]) // with the acceptance gate
+			}
+			if rep.Failed() || len(rep.Envs) != 1 || res == nil {
 				if err := rep.Write(policies.Text, policies.WriteOptions{
 					Stdout: io.Discard, Stderr: cmd.ErrOrStderr(), Base: displayBase(args[0]), Color: colorful(cmd.ErrOrStderr()),
 				}); err != nil {
@@ -67,10 +71,6 @@ non-empty directory is refused.`,
 				return exitError{1}
 			}
 			m := rep.Envs[0].Model
-			res, err := compiler.Compile(m, nil, compiler.Options{})
-			if err != nil {
-				return fmt.Errorf("compile: %w", err)
-			}
 			files, err := compiler.Tree(res, boot)
 			if err != nil {
 				return fmt.Errorf("compile: %w", err)

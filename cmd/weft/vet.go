@@ -29,7 +29,10 @@ versions, routes that an earlier route always wins over, calls, authz
 callers, mirror targets). Then it evaluates the
 policies on the model: weft's default Rego rules, the rules and data of the
 repository's policies/ folder and of every --policy folder. A deny fails the
-vet, a warn is reported. Every problem is printed with its file:line:column;
+vet, a warn is reported. Last, it compiles each environment with its static
+endpoints: the compiler's acceptance gate refuses any value Envoy would
+reject (a regex over Envoy's RE2 program size, a header Envoy does not let
+a route change, a value with a line break...), reported like a schema error. Every problem is printed with its file:line:column;
 the exit code is 1 if anything fails (a broken policy file included).
 
 Without --env, the base and every environment are vetted.
@@ -76,6 +79,7 @@ prints a rule's documentation and configuration. See docs/policies.md.`,
 			if err != nil {
 				return err
 			}
+			gateReport(rep)
 			err = rep.Write(format, policies.WriteOptions{
 				Stdout:  cmd.OutOrStdout(),
 				Stderr:  cmd.ErrOrStderr(),
