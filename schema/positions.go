@@ -19,6 +19,12 @@ import (
 // the base's. Fields the schema filled in (defaults) get no entry;
 // Positions.Lookup falls back to the enclosing struct.
 func positions(files []*ast.File, root string) mesh.Positions {
+	return walkPositions(files, root, false)
+}
+
+// walkPositions is positions; all records every field, not only those
+// below mesh (definitions too).
+func walkPositions(files []*ast.File, root string, all bool) mesh.Positions {
 	type file struct {
 		rel string
 		f   *ast.File
@@ -36,7 +42,7 @@ func positions(files []*ast.File, root string) mesh.Positions {
 	sort.SliceStable(fs, func(i, j int) bool { return depth(fs[i].rel) < depth(fs[j].rel) })
 	ps := mesh.Positions{}
 	for _, f := range fs {
-		w := posWalker{ps: ps, file: f.rel}
+		w := posWalker{ps: ps, file: f.rel, all: all}
 		for _, d := range f.f.Decls {
 			w.walk(d, "")
 		}
@@ -53,10 +59,11 @@ func inSchema(p mesh.Pos) bool {
 type posWalker struct {
 	ps   mesh.Positions
 	file string
+	all  bool
 }
 
 func (w posWalker) record(path string, n ast.Node) {
-	if path != "mesh" && !strings.HasPrefix(path, "mesh.") && !strings.HasPrefix(path, "mesh[") {
+	if !w.all && path != "mesh" && !strings.HasPrefix(path, "mesh.") && !strings.HasPrefix(path, "mesh[") {
 		return
 	}
 	if p := n.Pos(); p.IsValid() {
@@ -72,6 +79,9 @@ func (w posWalker) walk(n ast.Node, path string) {
 			return // a pattern or dynamic label: no fixed path
 		}
 		p := mesh.Label(name)
+		if id, ok := x.Label.(*ast.Ident); ok && strings.HasPrefix(id.Name, "#") {
+			p = id.Name // a definition: CUE's paths name it as written
+		}
 		if path != "" {
 			p = path + "." + p
 		}
