@@ -105,14 +105,12 @@ func (g *GitBranch) export(ctx context.Context, sha string) (pipeline.Revision, 
 	uerr := untar.Wait()
 	if aerr != nil || uerr != nil {
 		os.RemoveAll(dir)
-		var msgs []string
+		// tar's complaint is noise when git archive failed first.
+		msg := fmt.Sprintf("tar -x: %v: %s", uerr, strings.TrimSpace(e2.String()))
 		if aerr != nil {
-			msgs = append(msgs, fmt.Sprintf("git archive: %v: %s", aerr, strings.TrimSpace(e1.String())))
+			msg = fmt.Sprintf("git archive: %v: %s", aerr, strings.TrimSpace(e1.String()))
 		}
-		if uerr != nil {
-			msgs = append(msgs, fmt.Sprintf("tar -x: %v: %s", uerr, strings.TrimSpace(e2.String())))
-		}
-		return fail(fmt.Errorf("export %s: %s", sha, strings.Join(msgs, "; ")))
+		return fail(fmt.Errorf("commit %s: %s", sha, msg))
 	}
 	return pipeline.Revision{
 		Name:    name,
