@@ -199,6 +199,7 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 		return m, nil
 	case <-m.done:
 		m.stopControlPlane()
+		_ = os.RemoveAll(rt)
 		if m.startErr != nil {
 			return nil, m.startErr
 		}
@@ -637,6 +638,9 @@ func (m *Mesh) Server() *xds.Server {
 
 // CA is the mesh CA.
 func (m *Mesh) CA() *ca.CA { return m.ca }
+
+// StateDir is the state directory in use (absolute).
+func (m *Mesh) StateDir() string { return m.opts.StateDir }
 
 // StatusAddr is the status endpoint's address (GET /status).
 func (m *Mesh) StatusAddr() string { return m.statusAddr }

@@ -73,7 +73,7 @@ not ignore is refused, and so is a CA root key readable by group or others
 				}
 				return err
 			}
-			fmt.Fprintf(o.Out, "weft up: status at http://%s/status (weft status %s); Ctrl-C stops\n", m.StatusAddr(), statusHint(args[0], o))
+			fmt.Fprintf(o.Out, "weft up: status at http://%s/status (weft status %s); Ctrl-C stops\n", m.StatusAddr(), statusHint(args[0], o.Env, m))
 			<-ctx.Done()
 			fmt.Fprintln(o.Out, "weft up: stopping")
 			return m.Stop()
@@ -109,16 +109,15 @@ func findEnvoy() string {
 	return "envoy"
 }
 
-// statusHint is how to run weft status for this weft up.
-func statusHint(dir string, o up.Options) string {
-	if def, err := up.DefaultStateDir(dir, o.Env); err == nil && def == o.StateDir {
-		hint := dir
-		if o.Env != "" {
-			hint += " --env " + o.Env
+// statusHint is how to run weft status for the weft up of dir.
+func statusHint(dir, env string, m *up.Mesh) string {
+	if def, err := up.DefaultStateDir(dir, env); err == nil && def == m.StateDir() {
+		if env != "" {
+			return dir + " --env " + env
 		}
-		return hint
+		return dir
 	}
-	return "--state-dir " + o.StateDir
+	return "--state-dir " + m.StateDir()
 }
 
 func newStatusCmd() *cobra.Command {
