@@ -89,12 +89,14 @@ func (g *Gate) judge(ctx context.Context, dir string, opts VetOptions, build boo
 	if err != nil {
 		return nil, nil, err
 	}
+	if build {
+		// Build judges the environment it compiles only (the base first
+		// when none is given); the others were loaded for input.splits.
+		l.Vetted = l.Vetted[:1]
+	}
 	rep, err := g.check(ctx, l, opts)
 	if err != nil {
 		return nil, nil, err
-	}
-	if build {
-		rep.Envs = only(rep.Envs, policies.EnvName(l.Vetted[0]))
 	}
 	var res *compiler.Result
 	for i := range rep.Envs {
@@ -115,15 +117,6 @@ func (g *Gate) judge(ctx context.Context, dir string, opts VetOptions, build boo
 		res = nil
 	}
 	return rep, res, nil
-}
-
-func only(envs []policies.EnvReport, name string) []policies.EnvReport {
-	for _, e := range envs {
-		if e.Name == name {
-			return []policies.EnvReport{e}
-		}
-	}
-	return nil
 }
 
 func (g *Gate) limits() Limits {

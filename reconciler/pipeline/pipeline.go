@@ -183,6 +183,9 @@ func (p *Pipeline) load(ctx context.Context, r *run) error {
 	if err != nil {
 		return err // the time limit, or ctx: retryable
 	}
+	// Judge only the environment served (the others were loaded for the
+	// policies' input.splits).
+	l.Vetted = l.Vetted[:1]
 	r.loaded, r.env = l, l.Vetted[0]
 	if m := l.Models[r.env]; m != nil {
 		r.model = m
