@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -166,5 +167,53 @@ func TestFollowerRetriesRevision(t *testing.T) {
 	ev = next(t, events, "the stalling revision")
 	if !pipeline.IsStalling(ev.Err) || ev.RetryIn != 0 {
 		t.Errorf("event %+v, want a stalling load error, not retried", ev)
+	}
+}
+
+// TestGitExportBoundedInput: the loader's rules hold for git exports as
+// for directories: a committed link to /dev/zero and a committed link out
+// of the module (git stores links, and git archive | tar recreates them)
+// stall the commit at load, naming the file.
+func TestGitExportBoundedInput(t *testing.T) {
+	repo := t.TempDir()
+	gitRun(t, repo, "init", "-q", "-b", "main")
+	writeMesh(t, repo, services)
+	if err := os.Symlink("/dev/zero", repo+"/zero.cue"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/hostname", repo+"/host.cue"); err != nil {
+		t.Fatal(err)
+	}
+	gitRun(t, repo, "add", "-A")
+	gitRun(t, repo, "commit", "-q", "-m", "links")
+	src := &source.GitBranch{Repo: repo, Branch: "main", Poll: 10 * time.Millisecond, ExportDir: t.TempDir()}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rev, err := src.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rev.Done()
+	srv := newServer()
+	_, err = (&pipeline.Pipeline{Gate: &pipeline.Gate{}, Publisher: srv}).Reconcile(ctx, rev)
+	if !pipeline.IsStalling(err) || pipeline.StepOf(err) != status.StepLoad {
+		t.Fatalf("Reconcile = %v, want a stalling load error", err)
+	}
+	for _, want := range []string{"zero.cue: is a symbolic link to /dev/zero, outside the CUE module", "host.cue: is a symbolic link to /etc/hostname"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if st := srv.Status(); st.Revision != "" || st.LastAttempt.Revision != rev.Name || st.LastAttempt.Step != status.StepLoad {
+		t.Errorf("status %+v, want nothing served and %s failed at load", st, rev.Name)
+	}
+}
+
+func gitRun(t *testing.T, dir string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
 	}
 }
