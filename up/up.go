@@ -124,7 +124,6 @@ type Mesh struct {
 	ips       *ipAllocator
 	instances map[string]*runningInstance // by node id
 	placed    map[string]*Instance
-	lastGood  *mesh.Model // the model being served
 	changed   chan struct{}
 }
 
@@ -490,7 +489,6 @@ func containsPort(ps []uint32, p uint32) bool {
 func (m *Mesh) served(_ context.Context, a *pipeline.Applied) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.lastGood = a.Model
 	if err := m.reconcileLocked(a.Model); err != nil {
 		fmt.Fprintf(m.opts.Out, "weft up: %v\n", err)
 	}
@@ -499,7 +497,7 @@ func (m *Mesh) served(_ context.Context, a *pipeline.Applied) {
 // report prints what the follower did, once per distinct failure.
 func (m *Mesh) report(ev pipeline.Event) {
 	out := m.opts.Out
-	keeps := "the previous one keeps serving"
+	keeps := "the last good revision keeps serving"
 	if m.pipeline.LastApplied() == nil {
 		keeps = "nothing is served yet"
 	}
