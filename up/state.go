@@ -27,6 +27,9 @@ import (
 func DefaultStateDir(dir, env string) (string, error) {
 	dir, env = schema.ResolveEnv(dir, env)
 	root := schema.ModuleRoot(dir)
+	if real, err := filepath.EvalSymlinks(root); err == nil {
+		root = real // the same repository by any path
+	}
 	base := os.Getenv("XDG_STATE_HOME")
 	if base == "" || !filepath.IsAbs(base) {
 		home, err := os.UserHomeDir()

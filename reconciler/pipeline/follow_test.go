@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -144,7 +145,7 @@ func TestFollowerRetriesRevision(t *testing.T) {
 	}
 
 	gate.SetLimits(pipeline.Limits{Timeout: time.Nanosecond})
-	write(t, dir, "extra.cue", "package mesh\n// a change\n")
+	writeAtomic(t, dir, "extra.cue", "package mesh\n// a change\n")
 	ev := next(t, events, "the timeout")
 	var te *pipeline.TimeoutError
 	if !errors.As(ev.Err, &te) || ev.Step != status.StepLoad || ev.RetryIn == 0 {
@@ -163,7 +164,7 @@ func TestFollowerRetriesRevision(t *testing.T) {
 		t.Errorf("event %+v, want the new revision served", ev)
 	}
 
-	write(t, dir, "extra.cue", "package mesh\nmesh: services: nope: ports: http: port: \"x\"\n")
+	writeAtomic(t, dir, "extra.cue", "package mesh\nmesh: services: nope: ports: http: port: \"x\"\n")
 	ev = next(t, events, "the stalling revision")
 	if !pipeline.IsStalling(ev.Err) || ev.RetryIn != 0 {
 		t.Errorf("event %+v, want a stalling load error, not retried", ev)
@@ -215,5 +216,18 @@ func gitRun(t *testing.T, dir string, args ...string) {
 	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+}
+
+// writeAtomic writes a file that the directory watcher sees whole: it is
+// written elsewhere and renamed into dir.
+func writeAtomic(t *testing.T, dir, name, body string) {
+	t.Helper()
+	tmp := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
 	}
 }
