@@ -3,7 +3,6 @@ package schema
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"unicode/utf8"
@@ -28,8 +27,9 @@ import (
 const maxUTF8Errors = 10
 
 // checkSourceUTF8 reports the lines of the instance's files (the schema
-// overlay aside) that are not UTF-8.
-func checkSourceUTF8(inst *build.Instance, root string) Errors {
+// overlay aside) that are not UTF-8. files holds what readSource read, by
+// slash path below the module root.
+func checkSourceUTF8(inst *build.Instance, root string, files map[string][]byte) Errors {
 	var out Errors
 	for _, f := range inst.BuildFiles {
 		rel := f.Filename
@@ -39,8 +39,8 @@ func checkSourceUTF8(inst *build.Instance, root string) Errors {
 		if inSchema(mesh.Pos{File: rel}) || rel == SchemaFile {
 			continue
 		}
-		b, err := os.ReadFile(f.Filename)
-		if err != nil || utf8.Valid(b) {
+		b, ok := files[filepath.ToSlash(rel)]
+		if !ok || utf8.Valid(b) {
 			continue
 		}
 		out = append(out, invalidUTF8Lines(rel, b)...)

@@ -1,14 +1,14 @@
 // Package xds serves compiled meshes to proxies: a go-control-plane
 // snapshot cache and xDS server (ADS, state-of-the-world and delta) on a
 // gRPC server, the atomic swap of a new revision for every proxy class,
-// ACK/NACK tracking per proxy, the reconcile pipeline of one revision
-// (load -> vet -> compile -> publish) and the status of all of it
-// (Server.Status, and GET /status through Server.Handler, with the JSON
-// types of package reconciler/api/status).
+// ACK/NACK tracking per proxy and the status of all of it (Server.Status,
+// and GET /status through Server.Handler, with the JSON types of package
+// reconciler/api/status). The pipeline that produces revisions (load ->
+// vet -> compile -> publish) is package reconciler/pipeline; the Server
+// is its Publisher.
 //
 // It imports schema and compiler of weft (and reconciler/api/status),
-// never policies (the vet step is an injected function), sidecar, cmd or
-// the `weft up` composition.
+// never policies, sidecar, cmd or the `weft up` composition.
 //
 // # Proxy classes and nodes
 //

@@ -23,11 +23,16 @@ type Status struct {
 	Proxies []Proxy `json:"proxies"`
 }
 
-// Steps of the pipeline, in order.
+// Steps of the pipeline, in order. Fetch and export are the source's
+// (reading a new revision; exporting a git commit into a directory);
+// accept is the compiler's acceptance checks of what was compiled.
 const (
+	StepFetch   = "fetch"
+	StepExport  = "export"
 	StepLoad    = "load"
 	StepVet     = "vet"
 	StepCompile = "compile"
+	StepAccept  = "accept"
 	StepPublish = "publish"
 )
 
