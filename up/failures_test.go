@@ -67,12 +67,18 @@ func TestGitExportFailureKeepsServing(t *testing.T) {
 	nodes := len(tm.Instances())
 	good := tm.Server().Revision()
 
-	broken := commit(t, repo, splitWith(50, 50))
-	blob := git(t, repo, "rev-parse", "HEAD:mesh.cue")
+	// The commit is made without moving the branch, its blob taken away,
+	// and only then the branch moved: weft up never sees it whole.
+	writeMesh(t, repo, splitWith(50, 50))
+	git(t, repo, "add", "mesh.cue")
+	sha := git(t, repo, "commit-tree", git(t, repo, "write-tree"), "-p", "HEAD", "-m", "broken")
+	broken := "main@sha1:" + sha[:12]
+	blob := git(t, repo, "rev-parse", sha+":mesh.cue")
 	obj := filepath.Join(repo, ".git", "objects", blob[:2], blob[2:])
 	if err := os.Rename(obj, obj+".away"); err != nil {
 		t.Fatal(err)
 	}
+	git(t, repo, "update-ref", "refs/heads/main", sha)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	first := tm.waitStatus(ctx, "the export failure recorded", func(st status.Status) bool {
