@@ -6,8 +6,13 @@
 #   reconciler/api/mesh/v1alpha1/zz_generated.deepcopy.go   DeepCopy methods
 #   environments/deploy/crd/mesh.weft.dev_meshes.yaml        the Mesh CRD
 #
+# and then environments/deploy/install.yaml, the kustomize base of that
+# folder built with kustomize's Go API (environments/deploy/internal/gen),
+# which `weft install --export` embeds.
+#
 #   scripts/generate.sh              regenerate in place (make generate)
-#   scripts/generate.sh OBJDIR CRDDIR  write them into other folders instead
+#   scripts/generate.sh OBJDIR CRDDIR  write the controller-gen outputs into
+#                                    other folders instead, and nothing else
 #                                    (TestGeneratedFilesAreCurrent compares)
 #   scripts/generate.sh tools        only build controller-gen (make tools),
 #                                    so later runs need no network
@@ -34,3 +39,7 @@ mkdir -p "$OBJDIR" "$CRDDIR"
 controller_gen \
 	object paths="$API/..." output:object:dir="$OBJDIR" \
 	crd paths="$API/..." output:crd:dir="$CRDDIR"
+
+if [[ $# -eq 0 ]]; then
+	go run ./environments/deploy/internal/gen
+fi
