@@ -17,7 +17,6 @@ import (
 	"github.com/weft-dev/weft/environments/deploy/internal/kustomize"
 )
 
-
 // dir is environments/deploy.
 func dir(t testing.TB) string {
 	t.Helper()
