@@ -215,9 +215,10 @@ type ProxyNACK struct {
 	// Resource is the rejected resource, when it can be told.
 	// +optional
 	Resource string `json:"resource,omitempty"`
-	// File and Line are where the resource was defined, when known.
+	// File is where the resource was defined, when known.
 	// +optional
 	File string `json:"file,omitempty"`
+	// Line is the line of File, 1-based.
 	// +optional
 	Line int32 `json:"line,omitempty"`
 	// Message is Envoy's error_detail, verbatim.
@@ -262,8 +263,10 @@ type Problem struct {
 	// File is relative to the mesh repository.
 	// +optional
 	File string `json:"file,omitempty"`
+	// Line is the line of File, 1-based.
 	// +optional
 	Line int32 `json:"line,omitempty"`
+	// Column is the column of Line, 1-based.
 	// +optional
 	Column int32 `json:"column,omitempty"`
 	// Path is the CUE path of the offending value, e.g.
