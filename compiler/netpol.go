@@ -119,9 +119,11 @@ func PruneSelector(meshName string) string {
 // pod (host side of the pod's interface), before the pod's own netfilter
 // hooks run; the iptables REDIRECT to 15006 happens in the pod's network
 // namespace, afterwards. So the port the policy sees is the destination
-// the caller's proxy dialled, the endpoint's service port; 15006 is never
-// seen and opening it would only add a hole. The kubelet's probes need no
-// rule: traffic from a pod's node is always allowed.
+// the caller's proxy dialled: the endpoint's port, which is the model's
+// port (the app listens on it in the pod; the inbound cluster sends to
+// 127.0.0.1:<port>). 15006 is never seen, and opening it would only open a
+// port nothing legitimate uses. The kubelet's probes need no rule: traffic
+// from a pod's own node is always allowed.
 func NetworkPolicies(m *mesh.Model, opts NetworkPolicyOptions) ([]*networkingv1.NetworkPolicy, error) {
 	if m == nil {
 		return nil, fmt.Errorf("compiler: nil model")
