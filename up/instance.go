@@ -40,7 +40,6 @@ func (m *Mesh) startInstance(in *Instance, model *mesh.Model) (*runningInstance,
 	if err := ca.WriteTokenFile(tokenFile, tok); err != nil {
 		return nil, err
 	}
-	admin, _ := strconv.Atoi(in.AdminAddr[strings.LastIndex(in.AdminAddr, ":")+1:])
 	logf, err := os.OpenFile(filepath.Join(dir, "envoy.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
@@ -61,8 +60,7 @@ func (m *Mesh) startInstance(in *Instance, model *mesh.Model) (*runningInstance,
 		DeltaXDS:        m.opts.DeltaXDS,
 		Socket:          filepath.Join(dir, "agent.sock"),
 		BootstrapPath:   filepath.Join(dir, "envoy.yaml"),
-		AdminAddress:    in.IP,
-		AdminPort:       admin,
+		AdminSocket:     in.AdminSocket,
 		HealthAddress:   "127.0.0.1:0",
 		EnvoyBinary:     m.opts.Envoy,
 		EnvoyOutput:     logf,

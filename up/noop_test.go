@@ -2,25 +2,21 @@ package up_test
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weft-dev/weft/internal/tooltest"
 )
 
-// envoyStat reads one counter or gauge from an instance's Envoy admin.
-func envoyStat(t *testing.T, adminAddr, name string) int {
+// envoyStat reads one counter or gauge from an instance's Envoy admin
+// (on its unix socket).
+func envoyStat(t *testing.T, adminSocket, name string) int {
 	t.Helper()
-	resp, err := http.Get("http://" + adminAddr + "/stats?filter=^" + strings.ReplaceAll(name, ".", `\.`) + "$")
-	if err != nil {
-		t.Fatalf("admin %s: %v", adminAddr, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	_, b := tooltest.AdminGet(t, adminSocket, "/stats?filter=^"+strings.ReplaceAll(name, ".", `\.`)+"$")
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, name+": "); ok {
 			n, err := strconv.Atoi(strings.TrimSpace(v))
@@ -30,7 +26,7 @@ func envoyStat(t *testing.T, adminAddr, name string) int {
 			return n
 		}
 	}
-	t.Fatalf("admin %s has no stat %s:\n%s", adminAddr, name, b)
+	t.Fatalf("admin %s has no stat %s:\n%s", adminSocket, name, b)
 	return 0
 }
 
@@ -94,7 +90,7 @@ func TestNoOpEditChangesNothingInEnvoy(t *testing.T) {
 	before := map[string]int{}
 	for _, in := range tm.Instances() {
 		for _, c := range counters {
-			before[in.NodeID+" "+c] = envoyStat(t, in.AdminAddr, c)
+			before[in.NodeID+" "+c] = envoyStat(t, in.AdminSocket, c)
 		}
 	}
 	rev := tm.Server().Revision()
@@ -120,7 +116,7 @@ func TestNoOpEditChangesNothingInEnvoy(t *testing.T) {
 
 	for _, in := range tm.Instances() {
 		for _, c := range counters {
-			if got, was := envoyStat(t, in.AdminAddr, c), before[in.NodeID+" "+c]; got != was {
+			if got, was := envoyStat(t, in.AdminSocket, c), before[in.NodeID+" "+c]; got != was {
 				t.Errorf("%s: %s went from %d to %d after a no-op edit", in.NodeID, c, was, got)
 			}
 		}

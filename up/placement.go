@@ -29,8 +29,10 @@ type Instance struct {
 	IP       string // the instance's loopback address; all its listeners bind here
 	Ports    []uint32
 	AppPorts map[uint32]uint32 // service port -> the app's port on IP
-	// AdminAddr is Envoy's admin interface.
-	AdminAddr string
+	// AdminSocket is the unix socket of Envoy's admin interface
+	// (<state>/run/<node id>/envoy-admin.sock, mode 0600): reach it with
+	// `curl --unix-socket PATH http://envoy/stats`.
+	AdminSocket string
 	// Command is the app's command line (empty: the built-in demo app).
 	Command []string
 	Edge    bool

@@ -18,6 +18,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
 	"github.com/weft-dev/weft/compiler"
 	cav1 "github.com/weft-dev/weft/reconciler/api/ca/v1"
 	"github.com/weft-dev/weft/reconciler/api/status"
@@ -276,8 +279,10 @@ func (m *Mesh) startControlPlane() error {
 	if err != nil {
 		return err
 	}
-	caSrv := xds.New(xds.Options{TLS: caTLS, Logger: m.log}) // a gRPC server with TLS; only the CA service is used
-	ca.NewServer(m.ca, m.auth, m.log).Register(caSrv.GRPC())
+	// Its own gRPC server with the CA service only: this port requires
+	// no client certificate, so it must not carry ADS.
+	caSrv := grpc.NewServer(grpc.Creds(credentials.NewTLS(caTLS)))
+	ca.NewServer(m.ca, m.auth, m.log).Register(caSrv)
 	caLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -445,16 +450,9 @@ func (m *Mesh) place(svc *mesh.Service, version string, replica int) (*Instance,
 		}
 		in.AppPorts[p] = ap
 	}
-	// Envoy's admin on the instance's own IP: the usual 15000 is free
-	// there unless the service itself uses it.
-	admin := uint32(compiler.DefaultAdminPort)
-	for containsPort(ports, admin) || appPortsContain(in.AppPorts, admin) {
-		var err error
-		if admin, err = freePort(ip); err != nil {
-			return nil, err
-		}
-	}
-	in.AdminAddr = net.JoinHostPort(ip, strconv.Itoa(int(admin)))
+	// Envoy's admin: a unix socket in the instance's run directory
+	// (0700), never a TCP port another local process could reach.
+	in.AdminSocket = filepath.Join(m.opts.StateDir, "run", id, agent.AdminSocketName)
 	if svc.Local != nil {
 		in.Command = svc.Local.Command
 	}
@@ -605,7 +603,7 @@ func (m *Mesh) reconcileLocked(model *mesh.Model) error {
 
 func (m *Mesh) printTable(ins []*Instance) {
 	w := tabwriter.NewWriter(m.opts.Out, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(w, "INSTANCE\tCLASS\tLISTENS ON\tAPP\tOUTBOUND (HTTP_PROXY)\tENVOY ADMIN")
+	fmt.Fprintln(w, "INSTANCE\tCLASS\tLISTENS ON\tAPP\tOUTBOUND (HTTP_PROXY)\tENVOY ADMIN (unix socket)")
 	for _, in := range ins {
 		var addrs string
 		for i, p := range in.Ports {
@@ -618,7 +616,7 @@ func (m *Mesh) printTable(ins []*Instance) {
 		if len(in.Command) > 0 {
 			app = in.Command[0]
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s %s\t%s\thttp://%s\n", in.NodeID, in.Class, addrs, app, in.AppAddr(), in.OutboundProxy(), in.AdminAddr)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s %s\t%s\t%s\n", in.NodeID, in.Class, addrs, app, in.AppAddr(), in.OutboundProxy(), in.AdminSocket)
 	}
 	w.Flush()
 	for _, in := range ins {
@@ -662,6 +660,18 @@ func (m *Mesh) Server() *xds.Server {
 
 // CA is the mesh CA.
 func (m *Mesh) CA() *ca.CA { return m.ca }
+
+// CAAddr is the address of the CA's gRPC service (TLS, no client
+// certificate; the CA service only).
+func (m *Mesh) CAAddr() string { return m.caAddr }
+
+// XDSAddr is the address of the xDS server (mTLS with a workload
+// certificate).
+func (m *Mesh) XDSAddr() string {
+	m.cpMu.Lock()
+	defer m.cpMu.Unlock()
+	return m.xdsAddr
+}
 
 // StatusAddr is the status endpoint's address (GET /status).
 func (m *Mesh) StatusAddr() string { return m.statusAddr }
@@ -760,13 +770,4 @@ func (m *Mesh) stopControlPlane() {
 		m.caServer.srv.Stop()
 	}
 	_ = os.Remove(filepath.Join(m.opts.StateDir, StatusAddrFile))
-}
-
-func appPortsContain(m map[uint32]uint32, p uint32) bool {
-	for _, q := range m {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }
