@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	cav1 "github.com/weft-dev/weft/reconciler/api/ca/v1"
 	"github.com/weft-dev/weft/reconciler/ca"
 	"github.com/weft-dev/weft/reconciler/xds"
 	"github.com/weft-dev/weft/schema/mesh"
@@ -24,7 +23,7 @@ import (
 // agent (which runs Envoy) until the instance is stopped.
 func (m *Mesh) startInstance(in *Instance, model *mesh.Model) (*runningInstance, error) {
 	svc := model.Services[in.Service]
-	id := cav1.Identity{TrustDomain: m.trustDomain, Namespace: svc.Namespace, ServiceAccount: svc.ServiceAccount}
+	id := in.Identity
 	dir := filepath.Join(m.opts.StateDir, "run", in.NodeID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -48,10 +47,6 @@ func (m *Mesh) startInstance(in *Instance, model *mesh.Model) (*runningInstance,
 		Identity: id,
 		Class:    in.Class,
 		NodeID:   in.NodeID,
-		NodeMetadata: map[string]string{
-			MetaIP:       in.IP,
-			MetaAppPorts: formatAppPorts(in.AppPorts),
-		},
 		CAAddress:       m.caAddr,
 		TrustBundleFile: m.bundleFile,
 		TokenFile:       tokenFile,

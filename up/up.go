@@ -84,6 +84,10 @@ type Options struct {
 	RunSidecar SidecarRunner
 	// RunApp runs an app (default: DefaultAppRunner(os.Executable())).
 	RunApp AppRunner
+	// TestOnlyBeforePublish is passed to the xDS server
+	// (xds.Options.TestOnlyBeforePublish): tests use it to serve a value
+	// that Envoy rejects. Leave it nil.
+	TestOnlyBeforePublish func(rev string, res *compiler.Result) *compiler.Result
 	// Out receives the human-readable report (what runs where); Log the
 	// events.
 	Out io.Writer
@@ -120,7 +124,7 @@ type Mesh struct {
 	mu          sync.Mutex
 	ips         *ipAllocator
 	instances   map[string]*runningInstance // by node id
-	placed      map[string]*Instance
+	placed      *placements
 	pending     *mesh.Model // the model the pipeline is compiling
 	lastGood    *mesh.Model // the model being served
 	lastGoodRev revision    // its revision
@@ -196,7 +200,7 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Mesh{opts: o, log: o.Log, src: src, ips: ips, instances: map[string]*runningInstance{}, placed: map[string]*Instance{},
+	m := &Mesh{opts: o, log: o.Log, src: src, ips: ips, instances: map[string]*runningInstance{}, placed: newPlacements(),
 		done: make(chan struct{}), changed: make(chan struct{})}
 	m.ctx, m.cancel = context.WithCancel(ctx)
 	if o.Env != "" {
@@ -321,7 +325,16 @@ func (m *Mesh) startXDS(addr string) error {
 	if err != nil {
 		return err
 	}
-	srv := xds.New(xds.Options{TLS: xdsTLS, PerNode: PerNode, Logger: m.log})
+	// A stream is served as the instance that weft up placed for the
+	// node id it claims, if its certificate is that instance's identity;
+	// the instance's placement comes from the same record.
+	srv := xds.New(xds.Options{
+		TLS:                   xdsTLS,
+		Authorizer:            xds.RecordAuthorizer{Lookup: m.placed.record},
+		PerNode:               m.placed.perNode,
+		Logger:                m.log,
+		TestOnlyBeforePublish: m.opts.TestOnlyBeforePublish,
+	})
 	var ln net.Listener
 	for i := 0; ; i++ { // a restart rebinds the same port, which may linger briefly
 		ln, err = net.Listen("tcp", addr)
@@ -424,11 +437,14 @@ func (m *Mesh) place(svc *mesh.Service, version string, replica int) (*Instance,
 		ports = append(ports, p.Port)
 	}
 	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
-	if in := m.placed[id]; in != nil && equalPorts(in.Ports, ports) {
+	ident := cav1.Identity{TrustDomain: m.trustDomain, Namespace: svc.Namespace, ServiceAccount: svc.ServiceAccount}
+	// An identity change re-places too: the instance restarts with a
+	// certificate of its new identity.
+	if in := m.placed.get(id); in != nil && equalPorts(in.Ports, ports) && in.Identity == ident {
 		return in, nil
 	}
 	ip := ""
-	if in := m.placed[id]; in != nil {
+	if in := m.placed.get(id); in != nil {
 		ip = in.IP
 	} else {
 		var err error
@@ -436,7 +452,7 @@ func (m *Mesh) place(svc *mesh.Service, version string, replica int) (*Instance,
 			return nil, err
 		}
 	}
-	in := &Instance{Class: class, Service: svc.Name, Version: version, Replica: replica, NodeID: id, IP: ip,
+	in := &Instance{Class: class, Service: svc.Name, Version: version, Replica: replica, NodeID: id, Identity: ident, IP: ip,
 		Ports: ports, AppPorts: map[uint32]uint32{}, Edge: svc.Edge}
 	for _, p := range ports {
 		ap, err := freePort(ip)
@@ -456,7 +472,7 @@ func (m *Mesh) place(svc *mesh.Service, version string, replica int) (*Instance,
 	if svc.Local != nil {
 		in.Command = svc.Local.Command
 	}
-	m.placed[id] = in
+	m.placed.set(in)
 	return in, nil
 }
 
@@ -558,7 +574,7 @@ func (m *Mesh) reconcileLocked(model *mesh.Model) error {
 		for _, vname := range svc.VersionNames() {
 			for r := 0; r < svc.Versions[vname].Replicas; r++ {
 				id := compiler.ClassName(name, vname) + "-" + strconv.Itoa(r)
-				if in := m.placed[id]; in != nil {
+				if in := m.placed.get(id); in != nil {
 					want[id] = in
 				}
 			}
