@@ -44,9 +44,9 @@ func (m *Mesh) startInstance(in *Instance, model *mesh.Model) (*runningInstance,
 		return nil, err
 	}
 	cfg := agent.Config{
-		Identity: id,
-		Class:    in.Class,
-		NodeID:   in.NodeID,
+		Identity:        id,
+		Class:           in.Class,
+		NodeID:          in.NodeID,
 		CAAddress:       m.caAddr,
 		TrustBundleFile: m.bundleFile,
 		TokenFile:       tokenFile,

@@ -13,11 +13,11 @@ import (
 
 // Instance is one replica of a proxy class, as `weft up` runs it.
 type Instance struct {
-	Class    string // "<service>-<version>"
-	Service  string
-	Version  string
-	Replica  int
-	NodeID   string // "<class>-<replica>"
+	Class   string // "<service>-<version>"
+	Service string
+	Version string
+	Replica int
+	NodeID  string // "<class>-<replica>"
 	// Identity is the workload identity its agent's certificate carries
 	// (the service's namespace and service account).
 	Identity cav1.Identity

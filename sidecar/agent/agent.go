@@ -95,9 +95,9 @@ func New(cfg Config) (*Agent, error) {
 	return &Agent{
 		cfg: cfg, sockLn: sockLn, healthLn: healthLn, roots: roots,
 		adminClient: AdminClient(cfg.AdminSocket),
-		reason:    "no certificate yet",
-		readyCh:   make(chan struct{}),
-		envoyDone: make(chan struct{}),
+		reason:      "no certificate yet",
+		readyCh:     make(chan struct{}),
+		envoyDone:   make(chan struct{}),
 	}, nil
 }
 

@@ -17,12 +17,12 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultHealthAddress  = "127.0.0.1:15021"
-	DefaultSocket         = compiler.DefaultSDSSocket // /var/run/weft/sds.sock
-	DefaultBootstrapPath  = "/var/run/weft/envoy.yaml"
+	DefaultHealthAddress = "127.0.0.1:15021"
+	DefaultSocket        = compiler.DefaultSDSSocket // /var/run/weft/sds.sock
+	DefaultBootstrapPath = "/var/run/weft/envoy.yaml"
 	// AdminSocketName is the file name of Envoy's admin socket, next to
 	// Socket unless Config.AdminSocket says otherwise.
-	AdminSocketName = "envoy-admin.sock"
+	AdminSocketName       = "envoy-admin.sock"
 	DefaultRenewJitter    = 0.1
 	DefaultRestartBackoff = time.Second
 	MaxRestartBackoff     = 30 * time.Second
