@@ -57,8 +57,10 @@ type node struct {
 	// retry re-makes a failed per-node variant after retryDelay.
 	retry      *time.Timer
 	retryDelay time.Duration
-	// pushes counts the responses sent to the node (tests).
-	pushes int
+	// pushes counts the responses sent to the node, pushesAtNACK their
+	// number when it first NACKed, resentRejected those that carried a
+	// version it had rejected (tests: the NACK loop).
+	pushes, pushesAtNACK, nacks, resentRejected int
 }
 
 // maxRejected bounds the versions remembered as rejected, per node and
@@ -202,11 +204,14 @@ func (s *Server) attach(st *stream) {
 	if st.peer.Verified() {
 		n.identity = st.peer.Identity.String()
 	}
-	n.transport = status.TransportSotW
-	if st.delta {
-		n.transport = status.TransportDelta
-	}
 	if n.streams == 0 {
+		// The first stream's transport is the node's (what ACKs are
+		// awaited by); a second stream of another kind is served the same
+		// snapshots, but does not change that.
+		n.transport = status.TransportSotW
+		if st.delta {
+			n.transport = status.TransportDelta
+		}
 		n.connectedSince = now
 		n.disconnectedAt = time.Time{}
 	}
@@ -434,6 +439,9 @@ func (s *Server) response(st *stream, typeURL, nonce, version string, names []st
 	st.sent[typeURL] = append(st.sent[typeURL], sentResponse{nonce: nonce, version: version, names: names})
 	if n := st.node; n != nil {
 		n.pushes++
+		if n.rejected[version] {
+			n.resentRejected++
+		}
 		if n.acks(typeURL, version) {
 			n.pending[typeURL] = true
 		}

@@ -95,6 +95,10 @@ func (s *Server) nacked(n *node, typeURL string, r sentResponse, msg string) {
 			}
 		}
 	}
+	if n.nacks == 0 {
+		n.pushesAtNACK = n.pushes
+	}
+	n.nacks++
 	nack := newNACK(n.id, typeURL, r, msg, cls, n.acked, s.opts.Now())
 	n.nack, n.nackFor = nack, r.version
 	n.reject(r.version)
