@@ -146,7 +146,7 @@ func printFailedAttempt(w io.Writer, a *status.Attempt) {
 			fmt.Fprintf(w, "  %s\n", l)
 		}
 	}
-	if n := a.NACK; n != nil {
+	if n := a.NACK; n != nil && len(a.Problems) == 0 {
 		fmt.Fprintf(w, "  proxy %s rejected %s %s%s\n", n.NodeID, shortType(n.TypeURL), n.Version, nackWhere(n))
 		fmt.Fprintf(w, "  reason: %s\n", n.Reason)
 	}

@@ -65,13 +65,24 @@ func TestPrintStatusRollout(t *testing.T) {
 		"last attempted: r2",
 		"last attempt: r2 FAILED at rollout (2026-01-02T03:04:05Z), every proxy rolled back to r1:",
 		"  mesh.cue:21: proxy frontend-v1-0 rejected RouteConfiguration",
-		"  proxy frontend-v1-0 rejected RouteConfiguration r2/bb resource outbound|http (mesh.cue:21)",
-		"  reason: invalid HeaderValue.Value: value length must be at most 16384 bytes",
 		`spiffe://t.example/ns/t/sa/reviews from 127.0.0.1:5555 claimed node "catalog-v1-0" class "catalog-v1": node "catalog-v1-0" runs as`,
 		"(3 times since 2026-01-02T03:03:05Z)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// Without a position, the rejection is spelled out.
+	st.LastAttempt.Problems = nil
+	b.Reset()
+	up.PrintStatus(&b, st, now)
+	for _, want := range []string{
+		"  proxy frontend-v1-0 rejected RouteConfiguration r2/bb resource outbound|http (mesh.cue:21)",
+		"  reason: invalid HeaderValue.Value: value length must be at most 16384 bytes",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, b.String())
 		}
 	}
 

@@ -175,7 +175,7 @@ func (s *Server) rollBack(nack *status.NACK) {
 		}
 	}
 	if pv := nack.Provenance; pv != nil && pv.File != "" {
-		a.Problems = []status.Problem{{File: pv.File, Line: pv.Line, Message: a.Error}}
+		a.Problems = []status.Problem{{File: pv.File, Line: pv.Line, Message: why}}
 	}
 	s.recordAttempt(a)
 	s.log.Warn("revision rejected by a proxy; rolled back", "revision", failed, "rolledBackTo", a.RolledBackTo,
@@ -232,7 +232,7 @@ func newNACK(nodeID, typeURL string, r sentResponse, msg string, cls, acked *com
 		// validation) to say what is wrong.
 		if v, ok := res.(interface{ ValidateAll() error }); ok {
 			if err := v.ValidateAll(); err != nil {
-				reason = innermostCause(err.Error()) + " (weft's validation of the rejected resource: Envoy's message was cut before its reason)"
+				reason = innermostCause(err.Error()) + " (weft's validation of the resource: Envoy's message was cut)"
 				where = err.Error()
 			}
 		}
