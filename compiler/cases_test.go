@@ -78,6 +78,16 @@ func cases() []testCase {
 			}
 			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
 		}},
+		{"ratelimit-period", func() (*mesh.Model, Endpoints) {
+			// Istio's rate-limit task: 4 requests, refilled 4 per minute.
+			rv := svc("reviews", 9080)
+			rv.RateLimit = &mesh.RateLimit{Requests: 4, Per: dur("60s")}
+			rv.Routes = []mesh.Route{
+				{Name: "reports", Match: prefix("/reports"), RateLimit: &mesh.RateLimit{Requests: 10, Per: dur("1h"), Burst: 2}},
+				{Name: "all", Match: prefix("/")},
+			}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
 		{"ratelimit-both", func() (*mesh.Model, Endpoints) {
 			rv := svc("reviews", 9080)
 			rv.RateLimit = &mesh.RateLimit{RequestsPerSecond: 100}
@@ -128,10 +138,32 @@ func cases() []testCase {
 			audit := withPorts(svc("audit", 7070), mesh.Port{Name: "admin", Port: 7000, Protocol: mesh.TCP}, mesh.Port{Name: "http", Port: 7070, Protocol: mesh.HTTP})
 			return newModel(calls(svc("frontend", 8080), "reviews"), rv, svc("reviews-next", 9080, "v1", "v2"), audit), nil
 		}},
+		{"mirror-version", func() (*mesh.Model, Endpoints) {
+			// Istio's mirroring task: v1 serves, v2 gets a copy.
+			rv := svc("reviews", 9080, "v1", "v2")
+			rv.Routes = []mesh.Route{{Name: "mirrored", Match: prefix("/"), To: map[string]int{"v1": 100}, Mirror: &mesh.Mirror{To: "reviews", Version: "v2", Percent: 100}}}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
+		{"rewrite", func() (*mesh.Model, Endpoints) {
+			rv := svc("reviews", 9080)
+			rv.Routes = []mesh.Route{
+				{Name: "legacy", Match: prefix("/legacy"), Rewrite: &mesh.Rewrite{Host: "legacy.reviews.internal"}},
+				{Name: "ported", Match: prefix("/"), Rewrite: &mesh.Rewrite{Host: "reviews.example.com:8443"}},
+			}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
 		{"circuit-breaker", func() (*mesh.Model, Endpoints) {
 			rv := svc("reviews", 9080)
 			rv.CircuitBreaker = &mesh.CircuitBreaker{MaxConnections: ptr[uint32](1000), MaxPendingRequests: ptr[uint32](100), MaxRequests: ptr[uint32](1000), MaxRetries: ptr[uint32](3)}
-			m := newModel(calls(svc("frontend", 8080), "reviews", "ratings"), rv, svc("ratings", 9090))
+			// Istio's circuit-breaking task: one connection, one request per
+			// connection (HTTP/1.1 options on the cluster); on a gRPC port
+			// the cap goes next to HTTP/2.
+			once := &mesh.CircuitBreaker{MaxConnections: ptr[uint32](1), MaxPendingRequests: ptr[uint32](1), MaxRequestsPerConnection: ptr[uint32](1)}
+			httpbin := svc("httpbin", 8000)
+			httpbin.CircuitBreaker = once
+			stream := withPorts(svc("stream", 7000), mesh.Port{Name: "grpc", Port: 7000, Protocol: mesh.GRPC})
+			stream.CircuitBreaker = &mesh.CircuitBreaker{MaxRequestsPerConnection: ptr[uint32](100)}
+			m := newModel(calls(svc("frontend", 8080), "reviews", "ratings", "httpbin", "stream"), rv, svc("ratings", 9090), httpbin, stream)
 			// ratings inherits the mesh default.
 			m.Defaults.CircuitBreaker = &mesh.CircuitBreaker{MaxPendingRequests: ptr[uint32](50)}
 			m.Services["ratings"].CircuitBreaker = nil
@@ -145,9 +177,13 @@ func cases() []testCase {
 				ConsecutiveGatewayErrors: ptr[uint32](3),
 				Interval:                 dur("10s"),
 				BaseEjectionTime:         dur("30s"),
-				MaxEjectionPercent:       ptr(50.0),
+				MaxEjectionPercent:       ptr(33.4),
 			}
-			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+			// ratings leaves maxEjectionPercent to weft's default (50), not
+			// Envoy's (10).
+			rt := svc("ratings", 9090)
+			rt.OutlierDetection = &mesh.OutlierDetection{Consecutive5xx: ptr[uint32](3)}
+			return newModel(calls(svc("frontend", 8080), "reviews", "ratings"), rv, rt), nil
 		}},
 		{"authz-allow", func() (*mesh.Model, Endpoints) {
 			rv := svc("reviews", 9080)
@@ -171,6 +207,43 @@ func cases() []testCase {
 			rv := svc("reviews", 9080)
 			rv.Authz = &mesh.Authz{AllowSet: true}
 			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
+		{"authz-paths", func() (*mesh.Model, Endpoints) {
+			// Deny rules match paths and methods whatever their case; rules
+			// that name paths bring the ambiguous-path deny policy; the
+			// permissive port's plaintext default is "not authenticated".
+			rv := svc("reviews", 9080)
+			rv.MTLS = mesh.MTLSPermissive
+			rv.Authz = &mesh.Authz{
+				Deny: []mesh.AuthzRule{
+					{Paths: []string{"/admin", "/admin/*"}},
+					{From: []string{"frontend"}, Methods: []string{"DELETE"}},
+				},
+			}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
+		{"edge-headers", func() (*mesh.Model, Endpoints) {
+			// An edge service's header rules are in its own inbound route
+			// configuration (with the routes that carry some, and its rate
+			// limited route); ops, which calls it, does not apply them.
+			fe := calls(svc("frontend", 8080), "reviews")
+			fe.Edge = true
+			fe.Headers = &mesh.Headers{
+				Request: &mesh.HeaderOps{
+					Set:    map[string]string{"x-shop-edge": "frontend"},
+					Add:    map[string]string{"x-via": "weft"},
+					Remove: []string{"x-weft-internal", "x-shop-user-id"},
+				},
+				Response: &mesh.HeaderOps{Preset: "security", Remove: []string{"server", "x-powered-by"}},
+			}
+			fe.Routes = []mesh.Route{
+				{Name: "checkout", Match: prefix("/checkout"), RateLimit: &mesh.RateLimit{RequestsPerSecond: 2}},
+				{Name: "static", Match: prefix("/static/"), Headers: &mesh.Headers{Response: &mesh.HeaderOps{Set: map[string]string{"cache-control": "max-age=3600"}}}},
+				{Name: "pages", Match: prefix("/pages/")},
+			}
+			rv := svc("reviews", 9080)
+			rv.Headers = &mesh.Headers{Request: &mesh.HeaderOps{Add: map[string]string{"x-via": "weft"}}}
+			return newModel(fe, calls(svc("ops", 7070), "frontend"), rv), nil
 		}},
 		{"authz-default", model(
 			calls(svc("frontend", 8080), "reviews"),

@@ -50,9 +50,7 @@ func (b *classBuilder) outboundCluster(target *mesh.Service, port mesh.Port, ver
 		cl.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
 		cl.LoadAssignment = cla
 	}
-	if port.Protocol == mesh.GRPC {
-		cl.TypedExtensionProtocolOptions = b.http2Options()
-	}
+	cl.TypedExtensionProtocolOptions = b.upstreamHTTPOptions(port, target.CircuitBreaker)
 	if target.MTLS != mesh.MTLSDisable {
 		cl.TransportSocket = b.upstreamTLS(name, b.m.SPIFFEID(target), port.Protocol == mesh.GRPC)
 	}
@@ -84,12 +82,48 @@ func (p *packer) http2Options() map[string]*anypb.Any {
 	return map[string]*anypb.Any{httpProtocolOptions: p.any(http2ProtocolOptions())}
 }
 
+// upstreamHTTPOptions are an outbound cluster's HTTP protocol options:
+// HTTP/2 for a gRPC port, and the circuit breaker's
+// maxRequestsPerConnection (HTTP/1.1 for an HTTP port, then). Nil for an
+// HTTP port without a request cap: Envoy's default, HTTP/1.1.
+func (p *packer) upstreamHTTPOptions(port mesh.Port, cb *mesh.CircuitBreaker) map[string]*anypb.Any {
+	var perConn *uint32
+	if cb != nil {
+		perConn = cb.MaxRequestsPerConnection
+	}
+	var opts *upstreamhttpv3.HttpProtocolOptions
+	switch {
+	case port.Protocol == mesh.GRPC:
+		opts = http2ProtocolOptions()
+	case port.Protocol == mesh.HTTP && perConn != nil:
+		opts = http1ProtocolOptions()
+	default:
+		return nil
+	}
+	if perConn != nil {
+		opts.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{MaxRequestsPerConnection: wrapperspb.UInt32(*perConn)}
+	}
+	return map[string]*anypb.Any{httpProtocolOptions: p.any(opts)}
+}
+
 func http2ProtocolOptions() *upstreamhttpv3.HttpProtocolOptions {
 	return &upstreamhttpv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{
 			ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
 				ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
 					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+				},
+			},
+		},
+	}
+}
+
+func http1ProtocolOptions() *upstreamhttpv3.HttpProtocolOptions {
+	return &upstreamhttpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+			ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{
+					HttpProtocolOptions: &corev3.Http1ProtocolOptions{},
 				},
 			},
 		},
@@ -160,8 +194,10 @@ func (p *packer) transportSocket(m proto.Message) *corev3.TransportSocket {
 	}
 }
 
+// circuitBreakers are a cluster's thresholds; nil when the circuit
+// breaker sets none (maxRequestsPerConnection is a protocol option).
 func circuitBreakers(cb *mesh.CircuitBreaker) *clusterv3.CircuitBreakers {
-	if cb == nil {
+	if cb == nil || (cb.MaxConnections == nil && cb.MaxPendingRequests == nil && cb.MaxRequests == nil && cb.MaxRetries == nil) {
 		return nil
 	}
 	return &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
@@ -173,6 +209,11 @@ func circuitBreakers(cb *mesh.CircuitBreaker) *clusterv3.CircuitBreakers {
 	}}}
 }
 
+// outlierDetection is a cluster's outlier detection. max_ejection_percent
+// is always written: Envoy's own default (10%) ejects nothing from a
+// cluster of fewer than 10 endpoints, because an endpoint is only ejected
+// when the ejected share, itself included, stays within it; weft's default
+// is mesh.DefaultMaxEjectionPercent (50: one of two).
 func outlierDetection(od *mesh.OutlierDetection) *clusterv3.OutlierDetection {
 	if od == nil {
 		return nil
@@ -192,10 +233,8 @@ func outlierDetection(od *mesh.OutlierDetection) *clusterv3.OutlierDetection {
 	if od.BaseEjectionTime != nil {
 		out.BaseEjectionTime = duration(od.BaseEjectionTime.Duration)
 	}
-	if od.MaxEjectionPercent != nil {
-		// Envoy takes a whole percentage.
-		out.MaxEjectionPercent = wrapperspb.UInt32(uint32(math.Round(*od.MaxEjectionPercent)))
-	}
+	// Envoy takes a whole percentage.
+	out.MaxEjectionPercent = wrapperspb.UInt32(uint32(math.Round(od.MaxEjectionPercentOrDefault())))
 	return out
 }
 

@@ -61,46 +61,92 @@
 // out; a single version is a plain cluster) or, without `to`, to the
 // all-versions cluster; it carries the timeout and retry policy (route,
 // else service, else mesh default), its header edits (service-level edits
-// are on the virtual host), its fault (per-route config of the fault
+// are on the virtual host; an edge service's are applied by its own
+// inbound side instead), its fault (per-route config of the fault
 // filter, which is always in the outbound HTTP connection manager so that
-// adding a fault never changes the listener) and its mirror
-// (request_mirror_policies; the target's port is the one with the same
-// number, else the first of the same protocol, else its first HTTP/gRPC
-// port). Every HTTP/gRPC port of a dependency gets all its version
-// clusters, used or not, so that editing routes never changes CDS.
-// Clusters use EDS over ADS, mTLS to the peer (its SPIFFE id is the only
-// accepted SAN; SNI is the cluster name) unless the target's mtls is
-// "disable", its circuit breaker and outlier detection; gRPC clusters
-// speak HTTP/2. A cluster whose endpoints are DNS names (static endpoints
-// of VMs) is STRICT_DNS with its endpoints inline, since Envoy does not
-// resolve names received over EDS; "localhost" is written 127.0.0.1.
+// adding a fault never changes the listener), its rewrite.host
+// (host_rewrite_literal) and its mirror (request_mirror_policies; the
+// target — another service, or a version of the route's own service — is
+// reached on the port with the same number, else the first of the same
+// protocol, else its first HTTP/gRPC port; the copy keeps the primary's
+// Host (disable_shadow_host_suffix_append) and gets MirrorHeader
+// "x-weft-mirrored: true"). Every HTTP/gRPC port of a dependency gets all
+// its version clusters, used or not, so that editing routes never changes
+// CDS. Clusters use EDS over ADS, mTLS to the peer (its SPIFFE id is the
+// only accepted SAN; SNI is the cluster name) unless the target's mtls is
+// "disable", its circuit breaker (thresholds; maxRequestsPerConnection as
+// the HttpProtocolOptions' common_http_protocol_options, with HTTP/1.1 or,
+// for gRPC, HTTP/2) and its outlier detection, whose
+// max_ejection_percent is always written (mesh.DefaultMaxEjectionPercent,
+// 50, when unset: Envoy's own 10% ejects nothing below 10 endpoints);
+// gRPC clusters speak HTTP/2. A cluster whose endpoints are DNS names
+// (static endpoints of VMs) is STRICT_DNS with its endpoints inline, since
+// Envoy does not resolve names received over EDS; "localhost" is written
+// 127.0.0.1.
 //
 // # Inbound
 //
-// Per service port: HTTP and gRPC ports run RBAC (a DENY filter first when
-// authz.deny is set, then the ALLOW filter), the local rate limit (when
-// the service or any route has one) and the router to "inbound|<port>";
-// TCP ports run network RBAC and tcp_proxy. The mTLS mode picks the
-// chains: strict, a TLS chain that requires a client certificate from the
-// mesh CA (SDS "default" and "ROOTCA"); permissive, that chain plus a
-// plaintext one; disable, plaintext only. An edge service takes traffic
-// from outside the mesh, so its "strict" is compiled as "permissive".
+// Per service port: HTTP and gRPC ports run two RBAC filters
+// ("envoy.filters.http.rbac.deny", then "envoy.filters.http.rbac.allow"),
+// the local rate limit (when the service or any route has one) and the
+// router to "inbound|<port>"; TCP ports run network RBAC and tcp_proxy.
+// The mTLS mode picks the chains: strict, a TLS chain that requires a
+// client certificate from the mesh CA (SDS "default" and "ROOTCA");
+// permissive, that chain plus a plaintext one; disable, plaintext only. An
+// edge service takes traffic from outside the mesh, so its "strict" is
+// compiled as "permissive".
 //
 // Authorization: rules as in authz (from = SPIFFE ids, "*" = any mesh
 // identity; methods via :method; paths "/a" exact, "/a/*" prefix "/a/",
 // "*" any). Without authz.allow the allowed callers are the services that
 // list this one in calls, plus those whose dependencies mirror to it. No
 // caller can be identified on a plaintext chain, so there that default
-// admits anyone (explicit rules apply as written). On TCP ports allow
-// rules with methods or paths are left out and deny rules lose them.
+// admits anyone who did not authenticate (principal not_id
+// authenticated; explicit rules apply as written). Deny rules match paths
+// and methods in any case, allow rules in the case written. On a port
+// whose rules name paths, a path holding ";", "%3B" or "%25" is denied
+// (policy "ambiguous-path": path parameters and double encoding, which
+// backends may read as another path). On TCP ports allow rules with
+// methods or paths are left out and deny rules lose them.
+//
+// An HTTP port's rules are the same for all its chains and live in the
+// typed_per_filter_config (RBACPerRoute, keyed by the two filter names) of
+// the virtual host of "inbound|<port>": an authz change reaches Envoy over
+// RDS, applies to the next request also on open connections, and changes
+// no listener. The filters' own configurations never change (the allow
+// filter's admits nobody: a request that no route matches is refused).
+// TCP rules are in the filter chain: network RBAC decides once per
+// connection, and a change drains the chain. Stats: the requests refused
+// by deny rules are http.<chain>.rbac.deny.denied, those no allow rule
+// admitted http.<chain>.rbac.allow.denied (<chain> as inbound_9080_tls).
+//
+// Paths: every HTTP connection manager, inbound and outbound, normalizes
+// the path (normalize_path, merge_slashes) before filters and routes see
+// it and forwards the normalized path, answers a path holding %2F or %5C
+// with a 400 (path_with_escaped_slashes_action REJECT_REQUEST) and adds
+// no server header (server_header_transformation PASS_THROUGH). The
+// plaintext chain of an edge service, outside traffic, instead redirects
+// such a path to its unescaped form (UNESCAPE_AND_REDIRECT; HTTP ports,
+// not gRPC), drops request headers whose names hold "_"
+// (headers_with_underscores_action DROP_HEADER) and sends no x-envoy-*
+// response headers (router suppress_envoy_headers).
+//
+// Header rules: an edge service's own header rules (its headers, its
+// routes' headers, the security preset) are applied by its inbound route
+// configuration, for outside traffic and mesh callers alike; its callers'
+// outbound virtual hosts leave them out, so that each rule (an "add"
+// included) is applied once. Other services' rules are applied by their
+// callers (see Outbound).
 //
 // Rate limits: the local_ratelimit filter is in the chain when the service
 // or any of its routes has a limit; it has no bucket of its own. The
-// buckets (max_tokens=burst, tokens_per_fill=rps every second, enforced
-// for 100%) live in "inbound|<port>": the service's on the virtual host
-// (so a permissive port's two chains share one bucket, and a new limit
-// changes no listener), a route's on a route with the same match (the
-// service's routes are repeated up to the last rate-limited one), where it
+// buckets (max_tokens=burst, tokens_per_fill=requests every per, or
+// requestsPerSecond every second; enforced for 100%; Envoy refills them
+// continuously at that rate) live in "inbound|<port>": the service's on
+// the virtual host (so a permissive port's two chains share one bucket,
+// and a new limit changes no listener), a route's on a route with the same
+// match (the service's routes are repeated up to the last rate-limited
+// one, or for an edge service the last one with header rules), where it
 // replaces the service's. Inbound routes set no timeout: the caller's
 // route enforces it.
 //

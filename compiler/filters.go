@@ -26,10 +26,15 @@ import (
 
 // Envoy extension names used by the compiled configuration.
 const (
-	filterHCM            = "envoy.filters.network.http_connection_manager"
-	filterTCPProxy       = "envoy.filters.network.tcp_proxy"
-	filterNetworkRBAC    = "envoy.filters.network.rbac"
-	filterRBAC           = "envoy.filters.http.rbac"
+	filterHCM         = "envoy.filters.network.http_connection_manager"
+	filterTCPProxy    = "envoy.filters.network.tcp_proxy"
+	filterNetworkRBAC = "envoy.filters.network.rbac"
+	filterRBAC        = "envoy.filters.http.rbac"
+	// The inbound HTTP connection manager runs two RBAC filters; a route's
+	// typed_per_filter_config is looked up by filter name, so each has its
+	// own (see authz.go).
+	filterRBACDeny       = filterRBAC + ".deny"
+	filterRBACAllow      = filterRBAC + ".allow"
 	filterFault          = "envoy.filters.http.fault"
 	filterLocalRateLimit = "envoy.filters.http.local_ratelimit"
 	filterRouter         = "envoy.filters.http.router"
@@ -85,6 +90,23 @@ func adsConfigSource() *corev3.ConfigSource {
 }
 
 // hcm builds an HTTP connection manager that takes its routes from RDS.
+// Every connection manager weft emits, inbound and outbound, normalizes
+// the path before any filter or route sees it (Envoy's "Configuring Envoy
+// as an edge proxy" recommendations for RBAC and path routing), and the
+// normalized path is also the one forwarded, so the app sees the path that
+// was authorized:
+//
+//   - normalize_path: RFC 3986 dot segments resolved, percent-encoded
+//     unreserved characters (%61 = "a", %2e = ".") decoded, "\" turned
+//     into "/";
+//   - merge_slashes: "//admin" is "/admin";
+//   - path_with_escaped_slashes_action REJECT_REQUEST: a path holding
+//     %2F or %5C (any case) gets a 400, since a backend may or may not
+//     decode them into separators (the edge's plaintext chain redirects
+//     instead, see inboundHCM);
+//   - server_header_transformation PASS_THROUGH: Envoy adds no
+//     "server: envoy"; a server header the app sets passes (header rules
+//     may remove it).
 func hcm(statPrefix, routeName string, filters []*hcmv3.HttpFilter) *hcmv3.HttpConnectionManager {
 	return &hcmv3.HttpConnectionManager{
 		StatPrefix: statPrefix,
@@ -93,7 +115,11 @@ func hcm(statPrefix, routeName string, filters []*hcmv3.HttpFilter) *hcmv3.HttpC
 			ConfigSource:    adsConfigSource(),
 			RouteConfigName: routeName,
 		}},
-		HttpFilters: filters,
+		HttpFilters:                  filters,
+		NormalizePath:                wrapperspb.Bool(true),
+		MergeSlashes:                 true,
+		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_REJECT_REQUEST,
+		ServerHeaderTransformation:   hcmv3.HttpConnectionManager_PASS_THROUGH,
 	}
 }
 
@@ -129,15 +155,19 @@ func faultConfig(f *mesh.Fault) *faultv3.HTTPFault {
 
 // localRateLimit is a local rate limit filter configuration. With rl nil it
 // has no bucket of its own and only acts on routes that configure one.
+// The bucket holds burst tokens and gets requests back every period
+// (requestsPerSecond: every second); Envoy refills it continuously at that
+// rate.
 func localRateLimit(prefix string, rl *mesh.RateLimit) *localratelimitv3.LocalRateLimit {
 	out := &localratelimitv3.LocalRateLimit{StatPrefix: prefix}
 	if rl == nil {
 		return out
 	}
+	tokens, every := rl.Refill()
 	out.TokenBucket = &typev3.TokenBucket{
 		MaxTokens:     uint32(rl.BurstOrDefault()),
-		TokensPerFill: wrapperspb.UInt32(uint32(rl.RequestsPerSecond)),
-		FillInterval:  durationpb.New(time.Second),
+		TokensPerFill: wrapperspb.UInt32(uint32(tokens)),
+		FillInterval:  durationpb.New(every),
 	}
 	out.FilterEnabled = runtimePercent(100)
 	out.FilterEnforced = runtimePercent(100)

@@ -7,6 +7,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbachttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	originaldstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -56,7 +57,10 @@ func (b *classBuilder) inbound() error {
 	for _, port := range b.svc.PortList() {
 		cluster := b.inboundCluster(port)
 		if isHTTP(port) {
-			rc := b.inboundRouteConfig(port, cluster)
+			rc, err := b.inboundRouteConfig(port, cluster)
+			if err != nil {
+				return fmt.Errorf("port %s: %w", port.Name, err)
+			}
 			b.routes[rc.Name] = rc
 		}
 		var variants []string // transport protocols; "" matches any
@@ -97,17 +101,20 @@ func (b *classBuilder) inboundChain(port mesh.Port, cluster, transport string) (
 		},
 	}
 	b.origin[fc] = b.servicePos(b.svc.Name)
-	deny, allow, err := b.rbacRules(tls, isHTTP(port))
-	if err != nil {
-		return nil, err
-	}
 	prefix := statPrefix(name)
 	if isHTTP(port) {
 		if tls {
 			fc.TransportSocket = b.downstreamTLS([]string{"h2", "http/1.1"})
 		}
-		fc.Filters = []*listenerv3.Filter{b.networkFilter(filterHCM, b.inboundHCM(port, prefix, tls, deny, allow))}
+		fc.Filters = []*listenerv3.Filter{b.networkFilter(filterHCM, b.inboundHCM(port, prefix, tls))}
 		return fc, nil
+	}
+	// TCP: network RBAC decides once per connection, so its rules are in
+	// the chain (see docs/decisions.md, "Authorization without a listener
+	// drain").
+	deny, allow, err := b.rbacRules(false)
+	if err != nil {
+		return nil, err
 	}
 	if tls {
 		fc.TransportSocket = b.downstreamTLS(nil)
@@ -126,23 +133,53 @@ func (b *classBuilder) inboundChain(port mesh.Port, cluster, transport string) (
 }
 
 // inboundHCM: RBAC deny, RBAC allow, local rate limit, router.
-func (b *classBuilder) inboundHCM(port mesh.Port, prefix string, tls bool, deny, allow *rbacv3.RBAC) *hcmv3.HttpConnectionManager {
-	var filters []*hcmv3.HttpFilter
-	if deny != nil {
-		filters = append(filters, b.httpFilter(filterRBAC, &rbachttpv3.RBAC{Rules: deny}))
+//
+// The RBAC filters count their decisions apart:
+// http.<chain stat prefix>.rbac.deny.denied counts the requests deny rules
+// refused, ...rbac.allow.denied those no allow rule admitted.
+//
+// The two RBAC filters hold no rules of their own: the rules are the
+// typed_per_filter_config of the port's virtual host (inboundAuthz), which
+// reaches Envoy over RDS and applies to the next request, also on open
+// connections, without a listener change. Without a route (a request no
+// virtual host matches), the allow filter admits nobody.
+func (b *classBuilder) inboundHCM(port mesh.Port, prefix string, tls bool) *hcmv3.HttpConnectionManager {
+	filters := []*hcmv3.HttpFilter{
+		b.httpFilter(filterRBACDeny, &rbachttpv3.RBAC{RulesStatPrefix: "deny"}),
+		b.httpFilter(filterRBACAllow, &rbachttpv3.RBAC{RulesStatPrefix: "allow", Rules: &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW}}),
 	}
-	filters = append(filters, b.httpFilter(filterRBAC, &rbachttpv3.RBAC{Rules: allow}))
 	if hasRateLimit(b.svc) {
 		// No bucket of its own: the buckets are in "inbound|<port>" (see
 		// inboundRouteConfig), shared by the port's chains.
 		filters = append(filters, b.httpFilter(filterLocalRateLimit, localRateLimit(prefix+"_ratelimit", nil)))
 	}
-	filters = append(filters, b.routerFilter())
+	outside := b.svc.Edge && !tls // traffic from outside the mesh
+	if outside {
+		// No x-envoy-* response headers (x-envoy-upstream-service-time)
+		// to the outside, as no server header: they only tell what runs.
+		filters = append(filters, b.httpFilter(filterRouter, &routerv3.Router{SuppressEnvoyHeaders: true}))
+	} else {
+		filters = append(filters, b.routerFilter())
+	}
 	h := hcm(prefix, InboundRouteName(port.Port), filters)
-	// RBAC paths are matched after normalization, so that /a/../admin
-	// cannot slip past a rule on /admin.
-	h.NormalizePath = wrapperspb.Bool(true)
-	h.MergeSlashes = true
+	if outside {
+		// A header whose name has an underscore is dropped: a backend
+		// that reads "_" as "-" (CGI, WSGI) would take x_shop_user_id for
+		// the x-shop-user-id that the header rules remove (Envoy's edge
+		// recommendation; nginx drops them too).
+		h.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{
+			HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_DROP_HEADER,
+		}
+		if port.Protocol == mesh.HTTP {
+			// Outside callers of an edge service are browsers: a path
+			// with %2F or %5C is answered with a redirect to its
+			// unescaped form, which every party then reads the same way
+			// (Envoy's edge recommendation). gRPC clients cannot follow
+			// redirects and mesh callers send normalized paths: they get
+			// REJECT_REQUEST.
+			h.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT
+		}
+	}
 	// The app learns its caller's SPIFFE id from x-forwarded-client-cert;
 	// a value sent by the caller itself is never trusted.
 	h.ForwardClientCertDetails = hcmv3.HttpConnectionManager_SANITIZE

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -83,7 +85,7 @@ func (b *classBuilder) outboundVirtualHost(dep *mesh.Service, port mesh.Port, ba
 			return nil, err
 		}
 	}
-	if dep.Headers != nil {
+	if dep.Headers != nil && !headersAtInbound(dep) {
 		vh.RequestHeadersToAdd, vh.RequestHeadersToRemove = headerOps(dep.Headers.Request)
 		vh.ResponseHeadersToAdd, vh.ResponseHeadersToRemove = headerOps(dep.Headers.Response)
 	}
@@ -129,6 +131,9 @@ func (b *classBuilder) outboundRoute(dep *mesh.Service, port mesh.Port, i int) (
 		return nil, err
 	}
 	action := b.routeAction(dep, &r, dest)
+	if r.Rewrite != nil && r.Rewrite.Host != "" {
+		action.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: r.Rewrite.Host}
+	}
 	if r.Mirror != nil {
 		mp, err := b.mirrorPolicy(port, r.Mirror)
 		if err != nil {
@@ -141,7 +146,7 @@ func (b *classBuilder) outboundRoute(dep *mesh.Service, port mesh.Port, i int) (
 		Match:  routeMatch(r.Match),
 		Action: &routev3.Route_Route{Route: action},
 	}, b.routePos(dep.Name, i))
-	if r.Headers != nil {
+	if r.Headers != nil && !headersAtInbound(dep) {
 		out.RequestHeadersToAdd, out.RequestHeadersToRemove = headerOps(r.Headers.Request)
 		out.ResponseHeadersToAdd, out.ResponseHeadersToRemove = headerOps(r.Headers.Response)
 	}
@@ -229,8 +234,15 @@ func retryPolicy(r *mesh.Retries) *routev3.RetryPolicy {
 	return p
 }
 
+// MirrorHeader marks the copies a mirror sends: the header is set (to
+// "true") on the copy only. The copy keeps the primary's Host: Envoy would
+// otherwise append "-shadow" to it ("reviews-shadow:9080"), which an app
+// that serves virtual hosts does not know.
+const MirrorHeader = "x-weft-mirrored"
+
 // mirrorPolicy copies a share of a route's requests to the mirror target
-// (one version of it, or all versions).
+// (one version of it, or all versions; the target may be the route's own
+// service).
 func (b *classBuilder) mirrorPolicy(from mesh.Port, m *mesh.Mirror) (*routev3.RouteAction_RequestMirrorPolicy, error) {
 	target, err := b.service(m.To)
 	if err != nil {
@@ -248,8 +260,14 @@ func (b *classBuilder) mirrorPolicy(from mesh.Port, m *mesh.Mirror) (*routev3.Ro
 		return nil, err
 	}
 	return &routev3.RouteAction_RequestMirrorPolicy{
-		Cluster:         name,
-		RuntimeFraction: runtimePercent(m.Percent),
+		Cluster:                       name,
+		RuntimeFraction:               runtimePercent(m.Percent),
+		DisableShadowHostSuffixAppend: true,
+		RequestHeadersMutations: []*mutationrulesv3.HeaderMutation{{
+			Action: &mutationrulesv3.HeaderMutation_Append{
+				Append: headerValue(MirrorHeader, "true", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
+			},
+		}},
 	}, nil
 }
 
@@ -276,7 +294,17 @@ func routeMatch(m mesh.Match) *routev3.RouteMatch {
 	return rm
 }
 
+// headersAtInbound reports whether a service's header rules (its own and
+// its routes') are applied by its own inbound side rather than by its
+// callers' outbound virtual hosts: for an edge service, whose traffic
+// mostly comes from outside the mesh, through no caller's proxy. Applied
+// in one place only, an "add" rule appends its value once.
+func headersAtInbound(s *mesh.Service) bool { return s.Edge }
+
 // inboundRouteConfig is "inbound|<port>": everything goes to the app.
+//
+// Its virtual host holds the port's authorization (inboundAuthz), so that
+// a change of authz changes no listener and applies to open connections.
 //
 // It holds the local rate limit buckets. The service's bucket is the
 // virtual host's local_ratelimit config: one bucket per port whatever the
@@ -286,20 +314,32 @@ func routeMatch(m mesh.Match) *routev3.RouteMatch {
 // one with a rate limit, which carries its own bucket; that bucket replaces
 // the service's for the route. The rest is one catch-all. The inbound side
 // sets no timeout of its own: the caller's route enforces it.
-func (b *classBuilder) inboundRouteConfig(port mesh.Port, cluster string) *routev3.RouteConfiguration {
+//
+// An edge service's header rules are applied here (headersAtInbound): the
+// service's on the virtual host, a route's on its repeated route (routes
+// are then repeated up to the last one with a rate limit or header rules).
+func (b *classBuilder) inboundRouteConfig(port mesh.Port, cluster string) (*routev3.RouteConfiguration, error) {
 	name := InboundRouteName(port.Port)
 	vh := from(b.origin, &routev3.VirtualHost{
 		Name:    name,
 		Domains: []string{"*"},
 	}, b.servicePos(b.svc.Name))
+	authz, err := b.inboundAuthz()
+	if err != nil {
+		return nil, err
+	}
+	vh.TypedPerFilterConfig = authz
 	if b.svc.RateLimit != nil {
-		vh.TypedPerFilterConfig = map[string]*anypb.Any{
-			filterLocalRateLimit: b.any(localRateLimit(statPrefix(name)+"_ratelimit", b.svc.RateLimit)),
-		}
+		vh.TypedPerFilterConfig[filterLocalRateLimit] = b.any(localRateLimit(statPrefix(name)+"_ratelimit", b.svc.RateLimit))
+	}
+	edgeHeaders := headersAtInbound(b.svc)
+	if edgeHeaders && b.svc.Headers != nil {
+		vh.RequestHeadersToAdd, vh.RequestHeadersToRemove = headerOps(b.svc.Headers.Request)
+		vh.ResponseHeadersToAdd, vh.ResponseHeadersToRemove = headerOps(b.svc.Headers.Response)
 	}
 	last := -1
 	for i, r := range b.svc.Routes {
-		if r.RateLimit != nil {
+		if r.RateLimit != nil || (edgeHeaders && r.Headers != nil) {
 			last = i
 		}
 	}
@@ -320,6 +360,10 @@ func (b *classBuilder) inboundRouteConfig(port mesh.Port, cluster string) *route
 				filterLocalRateLimit: b.any(localRateLimit(statPrefix(name)+"_"+routeName(r, i)+"_ratelimit", r.RateLimit)),
 			}
 		}
+		if edgeHeaders && r.Headers != nil {
+			rt.RequestHeadersToAdd, rt.RequestHeadersToRemove = headerOps(r.Headers.Request)
+			rt.ResponseHeadersToAdd, rt.ResponseHeadersToRemove = headerOps(r.Headers.Response)
+		}
 		vh.Routes = append(vh.Routes, rt)
 	}
 	if needsDefaultRoute(routes) {
@@ -332,5 +376,5 @@ func (b *classBuilder) inboundRouteConfig(port mesh.Port, cluster string) *route
 	return from(b.origin, &routev3.RouteConfiguration{
 		Name:         name,
 		VirtualHosts: []*routev3.VirtualHost{vh},
-	}, b.servicePos(b.svc.Name))
+	}, b.servicePos(b.svc.Name)), nil
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"cuelang.org/go/cue"
 
@@ -27,6 +28,7 @@ func check(m *mesh.Model, v cue.Value) Errors {
 		c.endpoints(s)
 		c.calls(s)
 		c.routes(s)
+		c.rateLimit(mesh.ServicePath(s.Name)+".rateLimit", s.RateLimit)
 		c.authz(s)
 	}
 	return c.out
@@ -93,8 +95,9 @@ func (c *checker) routes(s *mesh.Service) {
 		}
 		c.split(s, path, r)
 		if r.Mirror != nil {
-			c.mirror(s, path+".mirror", r.Mirror)
+			c.mirror(s, path, r)
 		}
+		c.rateLimit(path+".rateLimit", r.RateLimit)
 	}
 }
 
@@ -119,18 +122,67 @@ func (c *checker) split(s *mesh.Service, path string, r mesh.Route) {
 	}
 }
 
-func (c *checker) mirror(s *mesh.Service, path string, mr *mesh.Mirror) {
+// mirror checks a route's mirror (path is the route's). A route may
+// mirror to a version of its own service that it sends no live traffic:
+// a copy to a version that also gets the request itself would reach it
+// twice.
+func (c *checker) mirror(s *mesh.Service, route string, r mesh.Route) {
+	mr, path := r.Mirror, route+".mirror"
 	target := c.m.Services[mr.To]
 	switch {
 	case target == nil:
 		c.errorf(path+".to", c.knownServices("mirror to one of"), "mirror to unknown service %q", mr.To)
-	case mr.To == s.Name:
-		c.errorf(path+".to", "mirror to another service (a shadow deployment)", "service %s mirrors to itself", s.Name)
+	case mr.To == s.Name && mr.Version == "":
+		c.errorf(path+".to", "name the version that receives the copies (mirror.version), or mirror to another service",
+			"service %s mirrors to all of its own versions, so every copy would reach a version that serves the request too", s.Name)
 	case mr.Version != "" && target.Versions[mr.Version] == nil:
 		c.errorf(path+".version", "use one of the versions "+strings.Join(target.VersionNames(), ", "),
 			"unknown version %q of service %s", mr.Version, mr.To)
+	case mr.To == s.Name && (r.To == nil || r.To[mr.Version] > 0):
+		c.errorf(path+".version", fmt.Sprintf("send the route's traffic to other versions (to: {v1: 100}) or mirror to a version it does not send to; %s", liveVersions(r)),
+			"route mirrors to version %s of its own service, which already gets the route's live traffic", mr.Version)
 	case !hasHTTPPort(target):
 		c.errorf(path+".to", "mirror to a service with an http or grpc port", "mirror target %s has no http or grpc port", mr.To)
+	}
+}
+
+// liveVersions says which versions a route sends live traffic to.
+func liveVersions(r mesh.Route) string {
+	if r.To == nil {
+		return "without to, it sends to every version"
+	}
+	var live []string
+	for _, v := range mesh.SortedKeys(r.To) {
+		if r.To[v] > 0 {
+			live = append(live, v)
+		}
+	}
+	return "it sends to " + strings.Join(live, ", ")
+}
+
+// rateLimit checks that a rate limit is written in exactly one form:
+// requestsPerSecond, or requests and per (at least MinRateLimitPer).
+func (c *checker) rateLimit(path string, rl *mesh.RateLimit) {
+	if rl == nil {
+		return
+	}
+	perForm := rl.Requests > 0 || rl.Per != nil
+	switch {
+	case rl.RequestsPerSecond > 0 && perForm:
+		c.errorf(path, `keep one: {requestsPerSecond: N} or {requests: N, per: "60s"}`,
+			"rate limit sets both requestsPerSecond and requests/per")
+	case rl.Requests > 0 && rl.Per == nil:
+		c.errorf(path+".requests", fmt.Sprintf(`add the refill period, e.g. per: "60s" for %d requests a minute`, rl.Requests),
+			"rate limit has requests but no per")
+	case rl.Per != nil && rl.Requests == 0:
+		c.errorf(path+".per", "add requests: the number of requests allowed per "+rl.Per.String(),
+			"rate limit has per but no requests")
+	case rl.Per != nil && rl.Per.Duration < mesh.MinRateLimitPer:
+		c.errorf(path+".per", fmt.Sprintf(`use a period of at least %s (Envoy's shortest fill interval), e.g. {requests: %d, per: "1s"} for the same rate`,
+			mesh.MinRateLimitPer, max(1, int(float64(rl.Requests)*float64(time.Second)/float64(rl.Per.Duration)))),
+			"rate limit period %s is shorter than %s", rl.Per, mesh.MinRateLimitPer)
+	case !perForm && rl.RequestsPerSecond == 0:
+		c.errorf(path, `write {requestsPerSecond: N} or {requests: N, per: "60s"}`, "rate limit sets no rate")
 	}
 }
 

@@ -202,6 +202,9 @@ var hints = []struct {
 	{regexp.MustCompile(`=~"\^\[a-z\]\(\[-a-z0-9\]`), func(_ []string, _ string, _ int) string {
 		return "use a DNS label: lowercase letters, digits and '-', starting with a letter, at most 63 characters"
 	}},
+	{regexp.MustCompile(`=~"\^\(\[A-Za-z0-9\]`), func(_ []string, _ string, _ int) string {
+		return `write a host name or IP address with an optional port, such as "api.example.com" or "10.0.0.7:8443"`
+	}},
 	{regexp.MustCompile(`out of bound ([^)]+)`), func(m []string, _ string, _ int) string {
 		return fmt.Sprintf("use a value %s", m[1])
 	}},

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/tools/txtar"
 
@@ -82,6 +83,38 @@ func TestLoadEnvironmentOverridesDefaults(t *testing.T) {
 	}
 	if got := schema.Environments(dir); strings.Join(got, ",") != "dev" {
 		t.Errorf("environments = %v", got)
+	}
+}
+
+// TestLoadTrafficFields: the per-period rate limit, a Host rewrite, a
+// mirror to another version of the route's own service, the connection's
+// request cap and the outlier detection default all load.
+func TestLoadTrafficFields(t *testing.T) {
+	dir := newRepo(t, []txtar.File{{Name: "environments/dev/dev.cue", Data: []byte(`package shop
+mesh: services: reviews: {
+	rateLimit: {requests: 4, per: "60s"}
+	circuitBreaker: {maxConnections: 1, maxRequestsPerConnection: 1}
+	outlierDetection: consecutive5xx: 3
+	routes: [_, {to: {v1: 100, v2: 0}, mirror: {to: "reviews", version: "v2"}, rewrite: host: "reviews.internal:9080"}]
+}
+`)}})
+	m, err := schema.Load(dir, schema.Options{Env: "dev"})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	r := m.Services["reviews"]
+	if tokens, every := r.RateLimit.Refill(); tokens != 4 || every != time.Minute || r.RateLimit.BurstOrDefault() != 4 {
+		t.Errorf("rate limit %+v: refill %d per %s, burst %d; want 4 per 1m0s, burst 4", r.RateLimit, tokens, every, r.RateLimit.BurstOrDefault())
+	}
+	if cb := r.CircuitBreaker; cb == nil || cb.MaxRequestsPerConnection == nil || *cb.MaxRequestsPerConnection != 1 {
+		t.Errorf("circuit breaker = %+v", cb)
+	}
+	if od := r.OutlierDetection; od == nil || od.MaxEjectionPercent == nil || *od.MaxEjectionPercent != mesh.DefaultMaxEjectionPercent {
+		t.Errorf("outlier detection = %+v, want the schema's maxEjectionPercent default %v", od, mesh.DefaultMaxEjectionPercent)
+	}
+	rt := r.Routes[1]
+	if rt.Mirror == nil || rt.Mirror.To != "reviews" || rt.Mirror.Version != "v2" || rt.Rewrite == nil || rt.Rewrite.Host != "reviews.internal:9080" {
+		t.Errorf("route = %+v mirror %+v rewrite %+v", rt, rt.Mirror, rt.Rewrite)
 	}
 }
 

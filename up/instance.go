@@ -58,6 +58,7 @@ func (m *Mesh) startInstance(in *Instance, model *mesh.Model) (*runningInstance,
 		AdminSocket:     in.AdminSocket,
 		HealthAddress:   "127.0.0.1:0",
 		EnvoyBinary:     m.opts.Envoy,
+		Concurrency:     m.opts.Concurrency,
 		EnvoyOutput:     logf,
 		Log:             m.log.With("node", in.NodeID),
 	}

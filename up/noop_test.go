@@ -4,31 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/weft-dev/weft/internal/tooltest"
 )
-
-// envoyStat reads one counter or gauge from an instance's Envoy admin
-// (on its unix socket).
-func envoyStat(t *testing.T, adminSocket, name string) int {
-	t.Helper()
-	_, b := tooltest.AdminGet(t, adminSocket, "/stats?filter=^"+strings.ReplaceAll(name, ".", `\.`)+"$")
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, name+": "); ok {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil {
-				t.Fatalf("stat %s: %q", name, line)
-			}
-			return n
-		}
-	}
-	t.Fatalf("admin %s has no stat %s:\n%s", adminSocket, name, b)
-	return 0
-}
 
 // An edit that changes no behaviour — a comment above everything, fields
 // written in another order — is served as a new revision, and Envoy
@@ -87,10 +65,10 @@ func TestNoOpEditChangesNothingInEnvoy(t *testing.T) {
 		"cluster_manager.cluster_added",
 		"cluster_manager.cluster_removed",
 	}
-	before := map[string]int{}
+	before := map[string]int64{}
 	for _, in := range tm.Instances() {
 		for _, c := range counters {
-			before[in.NodeID+" "+c] = envoyStat(t, in.AdminSocket, c)
+			before[in.NodeID+" "+c] = envoyStat(t, &in, c)
 		}
 	}
 	rev := tm.Server().Revision()
@@ -116,7 +94,7 @@ func TestNoOpEditChangesNothingInEnvoy(t *testing.T) {
 
 	for _, in := range tm.Instances() {
 		for _, c := range counters {
-			if got, was := envoyStat(t, in.AdminSocket, c), before[in.NodeID+" "+c]; got != was {
+			if got, was := envoyStat(t, &in, c), before[in.NodeID+" "+c]; got != was {
 				t.Errorf("%s: %s went from %d to %d after a no-op edit", in.NodeID, c, was, got)
 			}
 		}

@@ -75,6 +75,9 @@ type Options struct {
 	CertTTL, CAMinTTL time.Duration
 	// DeltaXDS makes the Envoys use incremental xDS.
 	DeltaXDS bool
+	// Concurrency is every Envoy's number of worker threads (0:
+	// agent.DefaultConcurrency, 2; see docs/local-mode.md).
+	Concurrency int
 	// Vet is an extra vet step (nil: none).
 	Vet xds.VetFunc
 	// Gate builds the policy gate of each revision (nil: none; the CLI
@@ -166,6 +169,9 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 	}
 	if o.Envoy == "" {
 		o.Envoy = "envoy"
+	}
+	if o.Concurrency < 0 {
+		return nil, fmt.Errorf("up: concurrency %d: want 1 or more Envoy worker threads (0: %d)", o.Concurrency, agent.DefaultConcurrency)
 	}
 	if o.Out == nil {
 		o.Out = io.Discard

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/weft-dev/weft/sidecar/agent"
 	"github.com/weft-dev/weft/up"
 	"github.com/weft-dev/weft/up/demoapp"
 )
@@ -80,6 +81,7 @@ http://<service>:<port>/ URLs. Ctrl-C stops everything.`,
 	f.StringVar(&o.Envoy, "envoy", "", "envoy binary (default: .tools/bin/envoy, else envoy on PATH)")
 	f.DurationVar(&o.CertTTL, "cert-ttl", 0, "workload certificate lifetime (default: the CA's, 24h)")
 	f.BoolVar(&o.DeltaXDS, "delta", false, "Envoys use incremental xDS")
+	f.IntVar(&o.Concurrency, "concurrency", agent.DefaultConcurrency, "worker threads of every Envoy (Envoy's --concurrency)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log control-plane and agent events")
 	f.StringArrayVar(&policyDirs, "policy", nil, "extra policy folder for the gate, as weft vet --policy (repeatable)")
 	f.BoolVar(&noPolicies, "no-policies", false, "serve revisions without the policy gate of weft vet")

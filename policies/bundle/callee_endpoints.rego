@@ -7,13 +7,16 @@
 #     endpoints or replicas > 0 (Kubernetes endpoints come from the
 #     version's pods, so replicas: 0 with no endpoints means nothing
 #     answers);
-#   - every route of it with a split (to) gives a weight above zero to at
-#     least one serving version.
+#   - no route of it gives weight in a split (to) to a version that is not
+#     serving: that share of the requests would fail with 503 "no healthy
+#     upstream", whatever the other versions can do.
 #
 #   Otherwise the callers' requests fail with 503 once it is deployed.
 # custom:
 #   fix: give a version endpoints or replicas, or route to a serving version
 package weft.rules.callee_endpoints
+
+import data.weft.lib
 
 serving(v) if count(v.endpoints) > 0
 
@@ -40,20 +43,19 @@ deny contains {"msg": msg, "path": ["mesh", "services", name, "versions"]} if {
 	msg := sprintf("service %s is called by %s, but none of its versions has endpoints or replicas", [name, concat(", ", callers(name))])
 }
 
-deny contains {"msg": msg, "path": ["mesh", "services", name, "routes", i, "to"]} if {
+# A split's weight on an idle version, once some version serves (when
+# none does, the deny above says so once).
+deny contains {"msg": msg, "path": ["mesh", "services", name, "routes", i, "to", v], "fix": fix} if {
 	some name in idle
 	s := input.mesh.services[name]
-	some v in s.versions
-	serving(v)
+	serving_versions(s) != []
 	some i, r in s.routes
-	r.to
-	not split_serving(s, r.to)
+	some v, w in object.get(r, "to", {})
+	w > 0
+	not serving(s.versions[v])
 	callers(name) != []
-	msg := sprintf("routes[%d] of service %s (called by %s) sends traffic only to versions without endpoints or replicas", [i, name, concat(", ", callers(name))])
+	msg := sprintf("%s of service %s (called by %s) sends %d%% to version %s, which has no endpoints or replicas: those requests would get 503", [lib.route_name(r, i), name, concat(", ", callers(name)), w, v])
+	fix := sprintf("move the weight of %s to a serving version (%s), or give %s replicas", [v, concat(", ", serving_versions(s)), v])
 }
 
-split_serving(s, to) if {
-	some v, w in to
-	w > 0
-	serving(s.versions[v])
-}
+serving_versions(s) := sort([v | some v, ver in s.versions; serving(ver)])

@@ -40,8 +40,27 @@ test_split_to_versions_without_endpoints_is_denied if {
 		],
 	})
 	callee_endpoints.deny == {{
-		"msg": "routes[0] of service b (called by a) sends traffic only to versions without endpoints or replicas",
-		"path": ["mesh", "services", "b", "routes", 0, "to"],
+		"msg": "routes[0] of service b (called by a) sends 100% to version v2, which has no endpoints or replicas: those requests would get 503",
+		"path": ["mesh", "services", "b", "routes", 0, "to", "v2"],
+		"fix": "move the weight of v2 to a serving version (v1), or give v2 replicas",
+	}} with input as testing.input_for({"a": caller, "b": b}, "prod")
+}
+
+# A canary share on a version scaled to zero is denied too, although v1
+# serves the rest (issue 7: 10% of the requests got 503).
+test_weight_on_a_version_without_endpoints_is_denied if {
+	b := testing.patched(testing.service, {
+		"versions": {
+			"v1": {"labels": {}, "endpoints": ["127.0.0.1:1"], "replicas": 1},
+			"v2": {"labels": {}, "endpoints": [], "replicas": 0},
+			"v3": {"labels": {}, "endpoints": [], "replicas": 2},
+		},
+		"routes": [{"match": {"methods": ["GET"]}}, {"name": "canary", "match": {}, "to": {"v1": 80, "v2": 10, "v3": 10}}],
+	})
+	callee_endpoints.deny == {{
+		"msg": "route \"canary\" of service b (called by a) sends 10% to version v2, which has no endpoints or replicas: those requests would get 503",
+		"path": ["mesh", "services", "b", "routes", 1, "to", "v2"],
+		"fix": "move the weight of v2 to a serving version (v1, v3), or give v2 replicas",
 	}} with input as testing.input_for({"a": caller, "b": b}, "prod")
 }
 
@@ -51,7 +70,7 @@ test_split_to_serving_versions_passes if {
 			"v1": {"labels": {}, "endpoints": ["127.0.0.1:1"], "replicas": 1},
 			"v2": {"labels": {}, "endpoints": [], "replicas": 0},
 		},
-		"routes": [{"match": {"methods": ["GET"]}}, {"match": {}, "to": {"v1": 90, "v2": 10}}],
+		"routes": [{"match": {"methods": ["GET"]}}, {"match": {}, "to": {"v1": 100, "v2": 0}}],
 	})
 	count(callee_endpoints.deny) == 0 with input as testing.input_for({"a": caller, "b": b}, "prod")
 }
@@ -60,7 +79,8 @@ test_replicas_serve_where_endpoints_lack if {
 	b := testing.patched(testing.service, {
 		"versions": {
 			"v1": {"labels": {}, "endpoints": [], "replicas": 2},
-			"v2": {"labels": {}, "endpoints": [], "replicas": 0},
+			"v2": {"labels": {}, "endpoints": ["127.0.0.1:2"], "replicas": 0},
+			"v3": {"labels": {}, "endpoints": [], "replicas": 0},
 		},
 		"routes": [{"match": {}, "to": {"v1": 50, "v2": 50}}],
 	})

@@ -100,6 +100,13 @@ type Route struct {
 	Mirror    *Mirror        `json:"mirror,omitempty"`
 	Headers   *Headers       `json:"headers,omitempty"`
 	RateLimit *RateLimit     `json:"rateLimit,omitempty"`
+	Rewrite   *Rewrite       `json:"rewrite,omitempty"`
+}
+
+// Rewrite changes a request on its way to the upstream, after routing.
+type Rewrite struct {
+	// Host replaces Host/:authority ("api.example.com[:port]").
+	Host string `json:"host,omitempty"`
 }
 
 // Match selects requests. All given conditions must hold.
@@ -130,18 +137,38 @@ type Retries struct {
 	PerTryTimeout *Duration `json:"perTryTimeout,omitempty"`
 }
 
-// RateLimit is a local (per proxy) token bucket.
+// RateLimit is a local (per proxy) token bucket, written either as
+// RequestsPerSecond or as Requests per Per (the loader accepts exactly one
+// form). The bucket starts full with BurstOrDefault tokens; each request
+// takes one; tokens come back continuously at Refill's rate.
 type RateLimit struct {
-	RequestsPerSecond int `json:"requestsPerSecond"`
-	Burst             int `json:"burst,omitempty"`
+	RequestsPerSecond int       `json:"requestsPerSecond,omitempty"`
+	Requests          int       `json:"requests,omitempty"`
+	Per               *Duration `json:"per,omitempty"`
+	Burst             int       `json:"burst,omitempty"`
 }
 
-// BurstOrDefault is the bucket size: Burst, or one second of requests.
+// MinRateLimitPer is the shortest refill period: Envoy's local rate limit
+// refuses a fill interval below 50ms.
+const MinRateLimitPer = 50 * time.Millisecond
+
+// Refill is the bucket's refill rate: tokens every interval (Requests per
+// Per, else RequestsPerSecond per second).
+func (r RateLimit) Refill() (tokens int, interval time.Duration) {
+	if r.Requests > 0 && r.Per != nil {
+		return r.Requests, r.Per.Duration
+	}
+	return r.RequestsPerSecond, time.Second
+}
+
+// BurstOrDefault is the bucket size: Burst, or one refill's worth of
+// requests.
 func (r RateLimit) BurstOrDefault() int {
 	if r.Burst > 0 {
 		return r.Burst
 	}
-	return r.RequestsPerSecond
+	tokens, _ := r.Refill()
+	return tokens
 }
 
 // Headers manipulates request and response headers.
@@ -176,7 +203,8 @@ type FaultAbort struct {
 	Status  int     `json:"status"`
 }
 
-// Mirror copies Percent of requests to another service, fire and forget.
+// Mirror copies Percent of requests to another service, or to Version of
+// a service (which may be the route's own service), fire and forget.
 type Mirror struct {
 	To      string  `json:"to"`
 	Version string  `json:"version,omitempty"`
@@ -189,7 +217,16 @@ type CircuitBreaker struct {
 	MaxPendingRequests *uint32 `json:"maxPendingRequests,omitempty"`
 	MaxRequests        *uint32 `json:"maxRequests,omitempty"`
 	MaxRetries         *uint32 `json:"maxRetries,omitempty"`
+	// MaxRequestsPerConnection closes an upstream connection after that
+	// many requests (Envoy's HttpProtocolOptions on the cluster).
+	MaxRequestsPerConnection *uint32 `json:"maxRequestsPerConnection,omitempty"`
 }
+
+// DefaultMaxEjectionPercent is the schema's default maxEjectionPercent:
+// the most endpoints of a cluster that Envoy may eject at once without
+// falling into panic routing (its healthy_panic_threshold is 50%), and
+// enough to eject one of two.
+const DefaultMaxEjectionPercent = 50.0
 
 // OutlierDetection ejects failing endpoints.
 type OutlierDetection struct {
@@ -198,6 +235,15 @@ type OutlierDetection struct {
 	Interval                 *Duration `json:"interval,omitempty"`
 	BaseEjectionTime         *Duration `json:"baseEjectionTime,omitempty"`
 	MaxEjectionPercent       *float64  `json:"maxEjectionPercent,omitempty"`
+}
+
+// MaxEjectionPercentOrDefault is MaxEjectionPercent, or
+// DefaultMaxEjectionPercent when unset (a model built by hand).
+func (o OutlierDetection) MaxEjectionPercentOrDefault() float64 {
+	if o.MaxEjectionPercent != nil {
+		return *o.MaxEjectionPercent
+	}
+	return DefaultMaxEjectionPercent
 }
 
 // Authz is a service's authorization policy.

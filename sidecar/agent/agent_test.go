@@ -82,6 +82,38 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
+// TestEnvoyArgs: Envoy runs DefaultConcurrency (2) workers unless told
+// otherwise; a --concurrency among EnvoyArgs replaces Concurrency (Envoy
+// refuses an option given twice); a negative one is refused.
+func TestEnvoyArgs(t *testing.T) {
+	cases := []struct {
+		concurrency int
+		extra       []string
+		want        string
+	}{
+		{0, nil, "--concurrency 2"},
+		{4, []string{"--component-log-level", "upstream:debug"}, "--concurrency 4 --component-log-level upstream:debug"},
+		{4, []string{"--concurrency=1"}, "--log-level warning --concurrency=1"},
+		{4, []string{"--concurrency", "1"}, "--log-level warning --concurrency 1"},
+	}
+	for _, c := range cases {
+		cfg := testConfig(t)
+		cfg.Concurrency, cfg.EnvoyArgs = c.concurrency, c.extra
+		if err := cfg.setDefaults(); err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(envoyArgs(&cfg), " ")
+		if !strings.HasSuffix(got, c.want) || strings.Count(got, "--concurrency") != 1 {
+			t.Errorf("Concurrency %d, EnvoyArgs %q: %s, want it to end with %q", c.concurrency, c.extra, got, c.want)
+		}
+	}
+	bad := testConfig(t)
+	bad.Concurrency = -1
+	if err := bad.setDefaults(); err == nil || !strings.Contains(err.Error(), "Concurrency -1") {
+		t.Errorf("Concurrency -1: %v", err)
+	}
+}
+
 // TestRenewDelay: renewal at half the remaining life, earlier by at most
 // the jitter share of it.
 func TestRenewDelay(t *testing.T) {

@@ -26,6 +26,11 @@ const (
 	DefaultRenewJitter    = 0.1
 	DefaultRestartBackoff = time.Second
 	MaxRestartBackoff     = 30 * time.Second
+	// DefaultConcurrency is Envoy's number of worker threads: 2, as
+	// Istio's sidecars. Envoy's own default is one per core, and each
+	// worker keeps its own upstream connection pool, so a circuit
+	// breaker's maxConnections: 1 would mean one connection per core.
+	DefaultConcurrency = 2
 	// XDSClusterName is the bootstrap cluster through which Envoy reaches
 	// the agent's ADS proxy.
 	XDSClusterName = "xds-grpc"
@@ -55,6 +60,7 @@ const (
 //	--envoy              EnvoyBinary
 //	--envoy-arg          EnvoyArgs (repeatable)
 //	--envoy-log-level    EnvoyLogLevel
+//	--concurrency        Concurrency (flag default 2)
 //	--drain-timeout      DrainTimeout (flag default 5s)
 //	--restart-backoff    RestartBackoff
 //	--ready-without-cert ReadyWithoutCert
@@ -122,6 +128,11 @@ type Config struct {
 	EnvoyArgs []string
 	// EnvoyLogLevel is Envoy's --log-level (default "warning").
 	EnvoyLogLevel string
+	// Concurrency is Envoy's --concurrency, its number of worker threads
+	// (default DefaultConcurrency, 2). A worker handles its connections
+	// alone with its own upstream connection pools: the circuit breaker's
+	// limits are shared by the workers, but each may hold a connection.
+	Concurrency int
 	// DrainTimeout: on stop, Envoy's listeners drain gracefully this long
 	// before it gets SIGTERM (0: no drain).
 	DrainTimeout time.Duration
@@ -190,6 +201,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.EnvoyLogLevel == "" {
 		c.EnvoyLogLevel = "warning"
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.Concurrency < 0 {
+		return fmt.Errorf("agent: Concurrency %d: want a number of worker threads, 1 or more", c.Concurrency)
 	}
 	if c.RestartBackoff == 0 {
 		c.RestartBackoff = DefaultRestartBackoff

@@ -24,7 +24,8 @@
 //   - Envoy's bootstrap (see Bootstrap: node id/cluster/metadata, ADS via
 //     the "xds-grpc" cluster, SDS via "sds-grpc", both HTTP/2 on the
 //     socket, admin on the unix socket Config.AdminSocket, mode 0600);
-//   - Envoy itself: started as a child process (dies with the agent),
+//   - Envoy itself: started as a child process (dies with the agent) with
+//     Config.Concurrency worker threads (--concurrency, default 2),
 //     restarted with exponential backoff when it exits, drained
 //     (/drain_listeners?graceful for DrainTimeout) and sent SIGTERM on stop;
 //   - Envoy's admin interface: only on a unix socket (never TCP: any local

@@ -7,13 +7,23 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
 
-// envoyArgs is Envoy's command line.
+// envoyArgs is Envoy's command line, EnvoyArgs last. Envoy refuses an
+// option given twice, so a --concurrency in EnvoyArgs replaces
+// Concurrency.
 func envoyArgs(cfg *Config) []string {
 	args := []string{"-c", cfg.BootstrapPath, "--disable-hot-restart", "--log-level", cfg.EnvoyLogLevel}
+	if !slices.ContainsFunc(cfg.EnvoyArgs, func(a string) bool {
+		return a == "--concurrency" || strings.HasPrefix(a, "--concurrency=")
+	}) {
+		args = append(args, "--concurrency", strconv.Itoa(cfg.Concurrency))
+	}
 	return append(args, cfg.EnvoyArgs...)
 }
 

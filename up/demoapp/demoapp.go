@@ -15,7 +15,9 @@
 //	delay=<duration>                  wait before answering ("250ms")
 //
 // GET /_demo/count answers {"count": n}: the number of requests served
-// so far (other than /_demo/*), e.g. to measure a mirror's share.
+// so far (other than /_demo/*), e.g. to measure a mirror's share. GET
+// /_demo/last answers the Answer of the last of them (404 before the
+// first): what a mirror's copy looked like, whose answer nobody sees.
 //
 // It imports nothing of weft.
 package demoapp
@@ -95,6 +97,7 @@ type Call struct {
 type App struct {
 	cfg   Config
 	count atomic.Int64
+	last  atomic.Pointer[Answer]
 }
 
 // New returns the app.
@@ -131,8 +134,16 @@ func knob(r *http.Request, name string) string {
 
 // ServeHTTP implements http.Handler.
 func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/_demo/count" {
+	switch r.URL.Path {
+	case "/_demo/count":
 		writeJSON(w, http.StatusOK, map[string]int64{"count": a.count.Load()})
+		return
+	case "/_demo/last":
+		if last := a.last.Load(); last != nil {
+			writeJSON(w, http.StatusOK, last)
+		} else {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no request served yet"})
+		}
 		return
 	}
 	a.count.Add(1)
@@ -175,6 +186,7 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, target := range r.URL.Query()["call"] {
 		ans.Calls = append(ans.Calls, a.call(r.Context(), target, r.Header))
 	}
+	a.last.Store(ans)
 	writeJSON(w, ans.Status, ans)
 }
 
