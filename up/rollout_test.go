@@ -162,6 +162,13 @@ func TestRejectedRevisionRollsBack(t *testing.T) {
 	if p.File != "mesh.cue" || p.Line < 1 || p.Line > len(lines) || !strings.Contains(strings.Join(lines[p.Line-1:min(p.Line+2, len(lines))], "\n"), "match") {
 		t.Errorf("problem at %s:%d, want the rejected route's line in mesh.cue", p.File, p.Line)
 	}
+	for !strings.Contains(tm.out.String(), "weft up: revision "+bad+" rejected while rolling out: proxy frontend-v1-0 rejected") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("weft up did not print the rollback")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	for _, want := range []string{
 		"revision: " + good + " (applied",
 		"last attempt: " + bad + " FAILED at rollout",

@@ -240,6 +240,7 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 	}
 	m.wg.Add(1)
 	go m.loop(first)
+	go m.reportRollbacks()
 	go func() {
 		m.wg.Wait()
 		close(m.done)
