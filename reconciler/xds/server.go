@@ -137,6 +137,9 @@ func New(opts Options) *Server {
 		opts.WarnInterval = time.Minute
 	}
 	if opts.Authorizer == nil {
+		if opts.TLS != nil {
+			opts.Logger.Warn("xDS server with TLS but no Authorizer: every stream is served the node it claims")
+		}
 		opts.Authorizer = TrustClaims
 	}
 	if opts.Now == nil {
