@@ -90,8 +90,8 @@ func newModel(svcs ...*mesh.Service) *mesh.Model {
 	for _, s := range svcs {
 		m.Services[s.Name] = s
 		m.Positions[mesh.ServicePath(s.Name)] = mesh.Pos{File: "mesh.cue", Line: line, Column: 3}
-		for i := range s.Routes {
-			m.Positions[mesh.RoutePath(s.Name, i)] = mesh.Pos{File: "mesh.cue", Line: line + 5 + 3*i, Column: 5}
+		for i, r := range s.Routes {
+			m.Positions[mesh.RoutePath(s.Name, r.Name)] = mesh.Pos{File: "mesh.cue", Line: line + 5 + 3*i, Column: 5}
 		}
 		line += 40
 	}

@@ -31,6 +31,25 @@ func cases() []testCase {
 			}
 			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
 		}},
+		{"route-precedence", func() (*mesh.Model, Endpoints) {
+			// Written in the "wrong" order: the compiled table is in
+			// precedence order (priority; exact, regex, longer prefix;
+			// methods; more headers; name), whatever the order here.
+			rv := svc("reviews", 9080, "v1", "v2")
+			canary := map[string]mesh.StringMatch{"x-canary": {Exact: ptr("1")}}
+			rv.Routes = []mesh.Route{
+				{Name: "all", Match: prefix("/"), To: map[string]int{"v1": 100}},
+				{Name: "canary", Match: mesh.Match{Headers: canary}, To: map[string]int{"v2": 100}, RateLimit: &mesh.RateLimit{RequestsPerSecond: 10}},
+				{Name: "api", Match: prefix("/api"), To: map[string]int{"v1": 100}},
+				{Name: "api-v1", Match: prefix("/api/v1"), To: map[string]int{"v2": 100}},
+				{Name: "item", Match: mesh.Match{Path: &mesh.StringMatch{Regex: ptr("^/items/[0-9]+$")}}, To: map[string]int{"v2": 100}},
+				{Name: "health", Match: mesh.Match{Path: &mesh.StringMatch{Exact: ptr("/healthz")}}},
+				{Name: "writes", Match: mesh.Match{Path: &mesh.StringMatch{Prefix: ptr("/api")}, Methods: []string{"POST"}}, To: map[string]int{"v1": 100}},
+				{Name: "debug-canary", Match: mesh.Match{Headers: map[string]mesh.StringMatch{"x-canary": {Exact: ptr("1")}, "x-debug": {Present: ptr(true)}}}, To: map[string]int{"v1": 100}},
+				{Name: "pinned", Priority: 10, Match: prefix("/pinned"), To: map[string]int{"v1": 100}},
+			}
+			return newModel(calls(svc("frontend", 8080), "reviews"), rv), nil
+		}},
 		{"header-match", func() (*mesh.Model, Endpoints) {
 			rv := svc("reviews", 9080, "v1", "v2")
 			rv.Routes = []mesh.Route{

@@ -96,7 +96,9 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// shuffled rebuilds every map of a model, inserting keys in a random order.
+// shuffled rebuilds every map of a model, inserting keys in a random order,
+// and shuffles each service's routes: their order is precedence, not the
+// order of the list.
 func shuffled(m *mesh.Model, r *rand.Rand) *mesh.Model {
 	out := *m
 	out.Services = map[string]*mesh.Service{}
@@ -111,7 +113,9 @@ func shuffled(m *mesh.Model, r *rand.Rand) *mesh.Model {
 			s.Versions[k] = m.Services[name].Versions[k]
 		}
 		s.Routes = nil
-		for _, rt := range m.Services[name].Routes {
+		routes := append(mesh.Routes(nil), m.Services[name].Routes...)
+		r.Shuffle(len(routes), func(i, j int) { routes[i], routes[j] = routes[j], routes[i] })
+		for _, rt := range routes {
 			to := rt.To
 			if to != nil {
 				rt.To = map[string]int{}

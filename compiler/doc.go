@@ -55,9 +55,23 @@
 //
 // # Outbound
 //
-// A virtual host holds the service's routes in order, then an implicit
-// catch-all to all versions unless the last route already matches every
-// request. A route sends to weighted version clusters (zero weights left
+// A virtual host holds the service's routes in precedence order (Envoy
+// takes the first route that matches), then an implicit catch-all
+// "default" to all versions unless the last route already matches every
+// request. Routes are keyed by name in CUE; their order is never the order
+// they were written in but mesh.ComparePrecedence's (applied by
+// mesh.Resolve, so a model built by hand gets it too), modelled on the
+// Gateway API's HTTPRoute rule precedence:
+//
+//  1. higher priority first;
+//  2. an exact path, then a regex path, then a prefix path (no path is the
+//     prefix "/"), longer prefixes first;
+//  3. a route with methods before one without;
+//  4. more header matches first;
+//  5. by name.
+//
+// Each Envoy route is named after its route (routes of a model built by
+// hand without names are "route-<index>"). A route sends to weighted version clusters (zero weights left
 // out; a single version is a plain cluster) or, without `to`, to the
 // all-versions cluster; it carries the timeout and retry policy (route,
 // else service, else mesh default), its header edits (service-level edits
@@ -145,8 +159,8 @@
 // continuously at that rate) live in "inbound|<port>": the service's on
 // the virtual host (so a permissive port's two chains share one bucket,
 // and a new limit changes no listener), a route's on a route with the same
-// match (the service's routes are repeated up to the last rate-limited
-// one, or for an edge service the last one with header rules), where it
+// match (the service's routes are repeated, in the same precedence order,
+// up to the last rate-limited one, or for an edge service the last one with header rules), where it
 // replaces the service's. Inbound routes set no timeout: the caller's
 // route enforces it.
 //
@@ -155,7 +169,8 @@
 // Class.Provenance records, beside the resources, where every Listener,
 // RouteConfiguration, Cluster and load assignment, every inbound
 // FilterChain and every VirtualHost and Route came from: the service and
-// the file:line of its definition (of the route, for routes), keyed by
+// the file:line of its definition (of the route,
+// mesh.services.<svc>.routes.<name>, for routes), keyed by
 // resource and part ("virtual_hosts[1].routes[0]", the path Envoy's
 // validation messages use). Resources carry no provenance themselves: a
 // comment that moves line numbers then changes no byte a proxy receives

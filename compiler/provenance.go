@@ -112,9 +112,9 @@ func (c *compilation) servicePos(service string) Provenance {
 	return c.provenance(service, mesh.ServicePath(service))
 }
 
-// routePos is the provenance of route i of a service.
-func (c *compilation) routePos(service string, i int) Provenance {
-	return c.provenance(service, mesh.RoutePath(service, i))
+// routePos is the provenance of a service's route, by route name.
+func (c *compilation) routePos(service, route string) Provenance {
+	return c.provenance(service, mesh.RoutePath(service, route))
 }
 
 // origins records, while a class is built, where each message came from;

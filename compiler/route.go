@@ -92,7 +92,7 @@ func (b *classBuilder) outboundVirtualHost(dep *mesh.Service, port mesh.Port, ba
 	for i := range dep.Routes {
 		r, err := b.outboundRoute(dep, port, i)
 		if err != nil {
-			return nil, fmt.Errorf("service %s route %d: %w", dep.Name, i, err)
+			return nil, fmt.Errorf("service %s route %s: %w", dep.Name, routeName(dep.Routes[i], i), err)
 		}
 		vh.Routes = append(vh.Routes, r)
 	}
@@ -110,13 +110,15 @@ func (b *classBuilder) outboundVirtualHost(dep *mesh.Service, port mesh.Port, ba
 	return vh, nil
 }
 
-// needsDefaultRoute reports whether a route table needs the implicit
-// catch-all to every version: unless its last route already matches
-// every request.
+// needsDefaultRoute reports whether a route table (in precedence order)
+// needs the implicit catch-all to every version: unless its last route
+// already matches every request.
 func needsDefaultRoute(routes []mesh.Route) bool {
 	return len(routes) == 0 || !routes[len(routes)-1].Match.IsCatchAll()
 }
 
+// routeName is the Envoy name of a route: its name (always set in a loaded
+// model; a model built by hand may leave it out).
 func routeName(r mesh.Route, i int) string {
 	if r.Name != "" {
 		return r.Name
@@ -145,7 +147,7 @@ func (b *classBuilder) outboundRoute(dep *mesh.Service, port mesh.Port, i int) (
 		Name:   routeName(r, i),
 		Match:  routeMatch(r.Match),
 		Action: &routev3.Route_Route{Route: action},
-	}, b.routePos(dep.Name, i))
+	}, b.routePos(dep.Name, r.Name))
 	if r.Headers != nil && !headersAtInbound(dep) {
 		out.RequestHeadersToAdd, out.RequestHeadersToRemove = headerOps(r.Headers.Request)
 		out.ResponseHeadersToAdd, out.ResponseHeadersToRemove = headerOps(r.Headers.Response)
@@ -354,7 +356,7 @@ func (b *classBuilder) inboundRouteConfig(port mesh.Port, cluster string) (*rout
 			Name:   routeName(r, i),
 			Match:  routeMatch(r.Match),
 			Action: action(),
-		}, b.routePos(b.svc.Name, i))
+		}, b.routePos(b.svc.Name, r.Name))
 		if r.RateLimit != nil {
 			rt.TypedPerFilterConfig = map[string]*anypb.Any{
 				filterLocalRateLimit: b.any(localRateLimit(statPrefix(name)+"_"+routeName(r, i)+"_ratelimit", r.RateLimit)),

@@ -18,7 +18,7 @@ import (
 // retries, a rate limit and authz each) as the prod environment, with the
 // splits of three environments for the canary rule. clean adds a service
 // timeout to every service, which makes the mesh pass every rule.
-func benchModel(b *testing.B, n int, clean bool) (*mesh.Model, map[string]map[string][]policies.Split) {
+func benchModel(b *testing.B, n int, clean bool) (*mesh.Model, map[string]policies.Splits) {
 	b.Helper()
 	dir := b.TempDir()
 	if err := meshgen.Write(dir, meshgen.Spec{Services: n, Endpoints: 10, Calls: 3}); err != nil {
@@ -38,7 +38,7 @@ func benchModel(b *testing.B, n int, clean bool) (*mesh.Model, map[string]map[st
 	}
 	m.Environment = "prod" // every default rule runs in prod
 	s := policies.SplitsOf(m)
-	return m, map[string]map[string][]policies.Split{"dev": s, "staging": s, "prod": s}
+	return m, map[string]policies.Splits{"dev": s, "staging": s, "prod": s}
 }
 
 // BenchmarkPolicies is the full policy check of one environment with the

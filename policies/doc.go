@@ -38,10 +38,10 @@
 // reported. Each is a set of messages (or a single message, or true), a
 // message being a string or an object {msg, path, fix} where path is the
 // field path the finding is about: an array of keys and indexes from the
-// input's root (["mesh", "services", "orders", "routes", 0]), which is also
-// the CUE path (mesh.services.orders.routes[0]), or a CUE path string. The
-// engine maps it to the file:line where that field (or its nearest written
-// ancestor) is written. The package's METADATA block (title, description,
+// input's root (["mesh", "services", "orders", "routes", "create"]), which
+// is also the CUE path (mesh.services.orders.routes.create), or a CUE path
+// string. The engine maps it to the file:line where that field (or its
+// nearest written ancestor) is written. The package's METADATA block (title, description,
 // custom.fix) is the rule's documentation: `weft vet --explain`, SARIF.
 //
 // docs/policies.md documents every default rule, the configuration and how

@@ -42,7 +42,7 @@ type Finding struct {
 	Severity Severity `json:"severity"`
 	Msg      string   `json:"msg"`
 	// Path is the CUE field path the finding is about
-	// ("mesh.services.orders.routes[0].timeout"); Pos is where it is written
+	// ("mesh.services.orders.routes.create.timeout"); Pos is where it is written
 	// (relative to the mesh repository's root), or its nearest written
 	// ancestor's position.
 	Path string   `json:"path,omitempty"`
@@ -104,7 +104,9 @@ func SortFindings(fs []Finding) {
 // cuePath turns a path returned by a rule into a CUE field path. An array
 // is a list of keys (strings) and indexes (numbers) from the root of the
 // input, which mirrors the CUE value: ["mesh", "services", "orders",
-// "routes", 0] is mesh.services.orders.routes[0]. A string is taken as a
+// "routes", "create", "timeout"] is mesh.services.orders.routes.create.timeout,
+// ["mesh", "services", "orders", "authz", "allow", 0] is
+// mesh.services.orders.authz.allow[0]. A string is taken as a
 // CUE path as it is.
 func cuePath(v any) (string, error) {
 	switch p := v.(type) {

@@ -24,26 +24,28 @@ type Input struct {
 	// Splits are the traffic splits of the repository's environments, by
 	// environment name (see SplitsOf); the canary rule compares the
 	// model's splits with them. Nil leaves input.splits empty.
-	Splits map[string]map[string][]Split
+	Splits map[string]Splits
 }
 
-// Split is a route with a traffic split (to), as input.splits lists it.
-type Split struct {
-	Index int            `json:"index"`
-	Name  string         `json:"name,omitempty"`
-	To    map[string]int `json:"to"`
-}
+// Splits are the traffic splits of one environment: service name -> route
+// name -> the route's weights by version (its to), for the routes that
+// have one.
+type Splits map[string]map[string]map[string]int
 
-// SplitsOf returns the routes with a split of every service of m, by
-// service name: what input.splits holds for one environment. It is cheap
-// (a pass over the routes) and keeps nothing else of the model.
-func SplitsOf(m *mesh.Model) map[string][]Split {
-	out := map[string][]Split{}
+// SplitsOf returns the splits of every service of m: what input.splits
+// holds for one environment. It is cheap (a pass over the routes) and
+// keeps nothing else of the model.
+func SplitsOf(m *mesh.Model) Splits {
+	out := Splits{}
 	for name, s := range m.Services {
-		for i, r := range s.Routes {
-			if r.To != nil {
-				out[name] = append(out[name], Split{Index: i, Name: r.Name, To: r.To})
+		for _, r := range s.Routes {
+			if r.To == nil {
+				continue
 			}
+			if out[name] == nil {
+				out[name] = map[string]map[string]int{}
+			}
+			out[name][r.Name] = r.To
 		}
 	}
 	return out
@@ -97,16 +99,18 @@ func inherited(m *mesh.Model, name string, s *mesh.Service) []string {
 // directly as an OPA value (no JSON round trip):
 //
 //   - input.mesh is the model as its JSON encoding has it (the field names
-//     of the CUE schema, durations as strings), with two differences that
-//     make rules simpler: lists are never null (an absent list is []), and
-//     each service has "inherited", an object whose keys are the fields the
-//     loader resolved from mesh.defaults (the service did not write them).
+//     and shapes of the CUE schema: routes keyed by route name, durations
+//     as strings), with two differences that make rules simpler: lists are
+//     never null (an absent list is []), and each service has "inherited",
+//     an object whose keys are the fields the loader resolved from
+//     mesh.defaults (the service did not write them).
 //   - input.routes is the effective route table of every service with an
 //     http or grpc port, by service name, as the compiler builds it: one
-//     entry per route, then the implicit catch-all route that the compiler
-//     adds when the last route does not match every request. Each entry has
-//     service, index (-1 for the implicit route), name (when the route has
-//     one), timeout and retries (the route's own, else the service's) with
+//     entry per route in precedence order, then the implicit catch-all
+//     route that the compiler adds when the last route does not match every
+//     request. Each entry has service, index (its place in the table; -1
+//     for the implicit route), name (not for the implicit route), timeout
+//     and retries (the route's own, else the service's) with
 //     timeoutFrom and retriesFrom ("route", "service" or "defaults"), the
 //     timeout and the retries' perTryTimeout (when set) in nanoseconds as
 //     timeoutNs and perTryTimeoutNs, and rateLimit (the route's own, when
@@ -166,21 +170,13 @@ func BuildInput(in Input) ast.Value {
 		// input.splits entries whole.
 		all = maps.Clone(all)
 		if all == nil {
-			all = map[string]map[string][]Split{}
+			all = map[string]Splits{}
 		}
 		all[env] = SplitsOf(m)
 	}
 	splits := ast.NewObjectWithCapacity(len(all))
 	for _, env := range mesh.SortedKeys(all) {
-		byService := ast.NewObjectWithCapacity(len(all[env]))
-		for svc, list := range all[env] {
-			terms := make([]*ast.Term, len(list))
-			for i, sp := range list {
-				terms[i] = encode(st, reflect.ValueOf(sp))
-			}
-			byService.Insert(ast.StringTerm(svc), ast.ArrayTerm(terms...))
-		}
-		splits.Insert(ast.StringTerm(env), ast.NewTerm(byService))
+		splits.Insert(ast.StringTerm(env), encode(st, reflect.ValueOf(all[env])))
 	}
 	return ast.NewObject(
 		ast.Item(ast.InternedTerm("mesh"), ast.NewTerm(meshObj)),
@@ -209,7 +205,7 @@ func routeTable(st *interner, name string, s *mesh.Service, svc ast.Object, inhe
 		return "service"
 	}
 	service := st.term(name)
-	routes, _ := svc.Get(ast.InternedTerm("routes")).Value.(*ast.Array)
+	routes, _ := svc.Get(ast.InternedTerm("routes")).Value.(ast.Object)
 	entry := func(i int, r *mesh.Route) *ast.Term {
 		src := svc
 		timeout, timeoutSrc, timeoutFrom := s.Timeout, svc, from("timeout")
@@ -218,17 +214,16 @@ func routeTable(st *interner, name string, s *mesh.Service, svc ast.Object, inhe
 		obj.Insert(ast.InternedTerm("service"), service)
 		obj.Insert(ast.InternedTerm("index"), ast.InternedTerm(i))
 		if r != nil {
-			src = routes.Elem(i).Value.(ast.Object)
+			src = routes.Get(st.term(r.Name)).Value.(ast.Object)
 			if r.Timeout != nil {
 				timeout, timeoutSrc, timeoutFrom = r.Timeout, src, "route"
 			}
 			if r.Retries != nil {
 				retries, retriesSrc, retriesFrom = r.Retries, src, "route"
 			}
-			for _, k := range []string{"name", "rateLimit"} {
-				if t := src.Get(ast.InternedTerm(k)); t != nil {
-					obj.Insert(ast.InternedTerm(k), t)
-				}
+			obj.Insert(ast.InternedTerm("name"), st.term(r.Name))
+			if t := src.Get(ast.InternedTerm("rateLimit")); t != nil {
+				obj.Insert(ast.InternedTerm("rateLimit"), t)
 			}
 		}
 		// A loaded model always has both (the loader resolves them); a
@@ -287,6 +282,7 @@ var (
 	encoders      sync.Map // reflect.Type -> encoderFunc
 	textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
 	durationType  = reflect.TypeFor[mesh.Duration]()
+	routesType    = reflect.TypeFor[mesh.Routes]()
 )
 
 // encoderFor returns the encoder of a type, built on first use (the model
@@ -302,6 +298,19 @@ func encoderFor(t reflect.Type) encoderFunc {
 
 func newEncoder(t reflect.Type) encoderFunc {
 	switch {
+	case t == routesType:
+		// An object keyed by route name, as in CUE (mesh.Routes'
+		// JSON encoding).
+		route := encoderFor(t.Elem())
+		name, _ := t.Elem().FieldByName("Name")
+		return func(st *interner, v reflect.Value) *ast.Term {
+			obj := ast.NewObjectWithCapacity(v.Len())
+			for i := range v.Len() {
+				r := v.Index(i)
+				obj.Insert(st.term(r.FieldByIndex(name.Index).String()), route(st, r))
+			}
+			return ast.NewTerm(obj)
+		}
 	case t == durationType:
 		return func(st *interner, v reflect.Value) *ast.Term {
 			return st.term(time.Duration(v.Field(0).Int()).String())

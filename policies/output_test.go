@@ -66,7 +66,7 @@ dev: 1 deny, 0 warn
 prod: 1 deny, 1 warn
   repo/environments/prod/prod.cue
     4:1  deny  org.size      2 services, the organisation allows 1
-    6:2  warn  canary_drift  canary weights of service api route "split" change from dev to prod: v1 50 -> 80, v2 50 -> 20
+    5:2  warn  canary_drift  canary weights of service api route "split" change from dev to prod: v1 50 -> 80, v2 50 -> 20
 `
 	if errs != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", errs, want)
@@ -107,8 +107,8 @@ func TestJSONOutput(t *testing.T) {
 		t.Errorf("summary: %+v", doc)
 	}
 	last := doc.Findings[len(doc.Findings)-1]
-	if last.Rule != "canary_drift" || last.Severity != policies.Warn || last.Pos.String() != "repo/environments/prod/prod.cue:6:2" ||
-		last.Path != "mesh.services.api.routes[0].to" || last.Environment != "prod" {
+	if last.Rule != "canary_drift" || last.Severity != policies.Warn || last.Pos.String() != "repo/environments/prod/prod.cue:5:2" ||
+		last.Path != "mesh.services.api.routes.split.to" || last.Environment != "prod" {
 		t.Errorf("finding: %+v", last)
 	}
 	out, _ = write(t, reports(t)["schema"], policies.JSON, false)
@@ -120,7 +120,7 @@ func TestJSONOutput(t *testing.T) {
 func TestGitHubAnnotations(t *testing.T) {
 	rs := reports(t)
 	out, errs := write(t, rs["findings"], policies.GitHub, false)
-	want := "::warning file=repo/environments/prod/prod.cue,line=6,col=2,title=weft/canary_drift::[prod] canary weights of service api route \"split\" change from dev to prod: v1 50 -> 80, v2 50 -> 20%0Amesh.services.api.routes[0].to\n"
+	want := "::warning file=repo/environments/prod/prod.cue,line=5,col=2,title=weft/canary_drift::[prod] canary weights of service api route \"split\" change from dev to prod: v1 50 -> 80, v2 50 -> 20%0Amesh.services.api.routes.split.to\n"
 	if !strings.Contains(out, want) || strings.Count(out, "::error file=") != 3 || !strings.Contains(errs, "3 deny, 1 warn") {
 		t.Errorf("annotations:\n%s\nwant among them:\n%s", out, want)
 	}
@@ -129,7 +129,7 @@ func TestGitHubAnnotations(t *testing.T) {
 		t.Errorf("broken policy annotation:\n%s", out)
 	}
 	out, _ = write(t, rs["excused"], policies.GitHub, false)
-	if !strings.Contains(out, "::warning file=repo/payments.cue,line=66,col=11,title=weft/authz_allow_all::[prod]") || !strings.Contains(out, "%0Aexcused: ") {
+	if !strings.Contains(out, "::warning file=repo/payments.cue,line=67,col=11,title=weft/authz_allow_all::[prod]") || !strings.Contains(out, "%0Aexcused: ") {
 		t.Errorf("excused annotation:\n%s", out)
 	}
 }
@@ -222,7 +222,7 @@ func TestSARIFValidatesAgainstSchema(t *testing.T) {
 	res := run.Results[len(run.Results)-1]
 	loc := res.Locations[0].PhysicalLocation
 	if res.RuleID != "canary_drift" || res.RuleIndex != ids["canary_drift"] || res.Level != "warning" ||
-		loc.ArtifactLocation.URI != "repo/environments/prod/prod.cue" || loc.Region.StartLine != 6 || loc.Region.StartColumn != 2 {
+		loc.ArtifactLocation.URI != "repo/environments/prod/prod.cue" || loc.Region.StartLine != 5 || loc.Region.StartColumn != 2 {
 		t.Errorf("result: %+v", res)
 	}
 	if run.Results[0].Level != "error" {

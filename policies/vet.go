@@ -150,7 +150,7 @@ func Vet(ctx context.Context, dir string, opts VetOptions) (*Report, error) {
 		want[e] = true
 	}
 	models, errs := loadAll(dir, opts.Revision, sortedKeys(want))
-	splits := map[string]map[string][]Split{}
+	splits := map[string]Splits{}
 	for _, e := range envs {
 		if m := models[e]; m != nil {
 			splits[e] = SplitsOf(m)

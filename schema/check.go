@@ -83,22 +83,64 @@ func (c *checker) routes(s *mesh.Service) {
 		c.errorf(mesh.ServicePath(s.Name)+".routes", "add an http or grpc port, or remove the routes",
 			"routes need an http or grpc port; service %s has only tcp ports", s.Name)
 	}
-	names := map[string]int{}
-	for i, r := range s.Routes {
-		path := mesh.RoutePath(s.Name, i)
-		if r.Name != "" {
-			if j, dup := names[r.Name]; dup {
-				c.errorf(path+".name", fmt.Sprintf("rename one of routes[%d] and routes[%d]", j, i),
-					"duplicate route name %q (also routes[%d])", r.Name, j)
-			}
-			names[r.Name] = i
-		}
+	for _, r := range s.Routes {
+		path := mesh.RoutePath(s.Name, r.Name)
 		c.split(s, path, r)
 		if r.Mirror != nil {
 			c.mirror(s, path, r)
 		}
 		c.rateLimit(path+".rateLimit", r.RateLimit)
 	}
+	c.unreachable(s)
+}
+
+// unreachable reports each route that an earlier route (in precedence
+// order) always wins over: every request it matches, the earlier one
+// matches too (mesh.Match.Covers).
+func (c *checker) unreachable(s *mesh.Service) {
+	for j := range s.Routes {
+		late := &s.Routes[j]
+		for i := range j {
+			early := &s.Routes[i]
+			if !early.Match.Covers(late.Match) {
+				continue
+			}
+			matchPath := mesh.RoutePath(s.Name, late.Name) + ".match"
+			earlyPos := c.m.Positions.Lookup(mesh.RoutePath(s.Name, early.Name) + ".match")
+			e := &Error{
+				Pos:  c.m.Positions.Lookup(matchPath),
+				Path: matchPath,
+				Msg: fmt.Sprintf("route %q can never match: route %q (%s) comes first and matches every request it does (%s)",
+					late.Name, early.Name, earlyPos, precedenceReason(early, late)),
+				Fix: unreachableFix(early, late),
+			}
+			if earlyPos.IsValid() {
+				e.Also = []mesh.Pos{earlyPos}
+			}
+			c.out = append(c.out, e)
+			break
+		}
+	}
+}
+
+// precedenceReason says why early comes before late.
+func precedenceReason(early, late *mesh.Route) string {
+	switch {
+	case early.Priority != late.Priority:
+		return fmt.Sprintf("priority %d > %d", early.Priority, late.Priority)
+	case mesh.ComparePrecedence(&mesh.Route{Match: early.Match}, &mesh.Route{Match: late.Match}) != 0:
+		return "its match takes precedence"
+	default:
+		return "same precedence, and its name sorts first"
+	}
+}
+
+func unreachableFix(early, late *mesh.Route) string {
+	if late.Match.Covers(early.Match) {
+		return fmt.Sprintf("the two routes match the same requests: merge them, or change the match of %q or %q", early.Name, late.Name)
+	}
+	return fmt.Sprintf("add priority: %d to route %q so that it is tried before %q, or narrow the match of %q",
+		early.Priority+1, late.Name, early.Name, early.Name)
 }
 
 func (c *checker) split(s *mesh.Service, path string, r mesh.Route) {

@@ -5,11 +5,16 @@
 // Loading is one ordered pipeline: find the module root, pick the
 // environment directory, build the CUE instance with the embedded schema
 // overlaid at cue.mod/pkg/weft.dev/weft, validate it concrete and final,
-// decode it, resolve mesh defaults into each service, and check the cross
+// decode it (routes, keyed by name in CUE, into mesh.Routes in precedence
+// order), resolve mesh defaults into each service, and check the cross
 // references CUE cannot express (route versions, calls, split weights,
-// authz callers, mirror targets). Every failure is an *Error carrying the
-// file:line:column, the field path, what is wrong and how to fix it, and
-// all failures of a stage are reported together.
+// authz callers, mirror targets, routes an earlier route always wins
+// over). Every failure is an *Error carrying the file:line:column, the
+// field path, what is wrong and how to fix it, and all failures of a stage
+// are reported together. CUE's own errors are translated (errors.go) and
+// de-duplicated (simplify.go: one error per invalid enum value, none for a
+// default the value was entitled to override); routes written as a list
+// (the form before they were keyed by name) get one error of their own.
 //
 // It must not import any other weft package but schema/mesh.
 package schema

@@ -19,7 +19,7 @@ type Error struct {
 	// involved (the other side of a conflict, the schema constraint).
 	Pos  mesh.Pos
 	Also []mesh.Pos
-	// Path is the CUE field path ("mesh.services.orders.routes[0].to").
+	// Path is the CUE field path ("mesh.services.orders.routes.create.to").
 	Path string
 	// Msg says what is wrong, Fix what would make it right.
 	Msg string
@@ -124,7 +124,7 @@ func fromCUE(err error, root string) Errors {
 		if len(all) > 0 {
 			e.Pos, e.Also = all[0], all[1:]
 		}
-		e.Fix = cueFix(msg, path, len(user))
+		e.Fix = cueFix(msg, path, len(user) >= 2 && len(schema) == 0)
 		key := e.Error()
 		if seen[key] {
 			continue
@@ -182,60 +182,88 @@ func isDisjunctionSummary(msg string) bool { return disjunctionSummary.MatchStri
 // hints map CUE messages to what the user should do; the first match wins.
 var hints = []struct {
 	re  *regexp.Regexp
-	fix func(m []string, path string, userPositions int) string
+	fix func(m []string, path string, betweenFiles bool) string
 }{
-	{regexp.MustCompile(`field not allowed`), func(_ []string, path string, _ int) string {
+	{regexp.MustCompile(`field not allowed`), func(_ []string, path string, _ bool) string {
+		if isRoutePath(parentOf(path)) && lastElem(path) == "name" {
+			return "remove name: a route's name is its key in routes (routes: {<name>: {match: ..., to: ...}})"
+		}
 		return fmt.Sprintf("remove %q or fix its spelling: the schema (weft.dev/weft) does not define it", lastElem(path))
 	}},
-	{regexp.MustCompile(`conflicting values (.+) and (.+) \(mismatched types (\S+) and (\S+)\)`), func(m []string, _ string, _ int) string {
+	{regexp.MustCompile(`mismatched types list and struct`), func(_ []string, path string, _ bool) string {
+		if strings.HasSuffix(path, ".routes") {
+			return "routes is now a map keyed by route name: write routes: {<name>: {match: ..., to: ...}}"
+		}
+		return "use a struct ({...}), not a list"
+	}},
+	{regexp.MustCompile(`conflicting values (.+) and (.+) \(mismatched types (\S+) and (\S+)\)`), func(m []string, _ string, _ bool) string {
 		return fmt.Sprintf("use a value of the type the schema expects (%s or %s, whichever is not yours)", m[3], m[4])
 	}},
-	{regexp.MustCompile(`conflicting values (.+) and (.+)`), func(m []string, _ string, users int) string {
-		if users >= 2 {
+	{regexp.MustCompile(`conflicting values (.+) and (.+)`), func(m []string, _ string, betweenFiles bool) string {
+		if betweenFiles {
 			return fmt.Sprintf("two files set different values (%s and %s); keep one, or mark the base's value as a default (*value | _) so that an environment can override it", m[1], m[2])
 		}
-		return fmt.Sprintf("use one of the values the schema allows (%s or %s)", m[1], m[2])
+		return fmt.Sprintf("use the value the schema allows here (%s or %s, whichever is not yours)", m[1], m[2])
 	}},
-	{regexp.MustCompile(`=~"\^\(\[0-9\]\+`), func(_ []string, _ string, _ int) string {
+	{regexp.MustCompile(`=~"\^\(\[0-9\]\+`), func(_ []string, _ string, _ bool) string {
 		return `write a duration such as "250ms", "5s" or "1m30s"`
 	}},
-	{regexp.MustCompile(`=~"\^\[a-z\]\(\[-a-z0-9\]`), func(_ []string, _ string, _ int) string {
+	{regexp.MustCompile(`=~"\^\[a-z\]\(\[-a-z0-9\]`), func(_ []string, _ string, _ bool) string {
 		return "use a DNS label: lowercase letters, digits and '-', starting with a letter, at most 63 characters"
 	}},
-	{regexp.MustCompile(`=~"\^\(\[A-Za-z0-9\]`), func(_ []string, _ string, _ int) string {
+	{regexp.MustCompile(`=~"\^\(\[A-Za-z0-9\]`), func(_ []string, _ string, _ bool) string {
 		return `write a host name or IP address with an optional port, such as "api.example.com" or "10.0.0.7:8443"`
 	}},
-	{regexp.MustCompile(`out of bound ([^)]+)`), func(m []string, _ string, _ int) string {
+	{regexp.MustCompile(`out of bound ([^)]+)`), func(m []string, _ string, _ bool) string {
 		return fmt.Sprintf("use a value %s", m[1])
 	}},
-	{regexp.MustCompile(`does not match`), func(_ []string, _ string, _ int) string {
+	{regexp.MustCompile(`does not match`), func(_ []string, _ string, _ bool) string {
 		return "change the value to match the pattern the schema gives"
 	}},
-	{regexp.MustCompile(`MaxFields\(1\)`), func(_ []string, _ string, _ int) string {
+	{regexp.MustCompile(`MaxFields\(1\)`), func(_ []string, _ string, _ bool) string {
 		return "set exactly one of the alternatives (for a path: prefix, exact or regex)"
 	}},
-	{regexp.MustCompile(`MinFields\(1\)`), func(_ []string, path string, _ int) string {
+	{regexp.MustCompile(`MinFields\(1\)`), func(_ []string, path string, _ bool) string {
 		return fmt.Sprintf("give %q at least one entry", lastElem(path))
 	}},
-	{regexp.MustCompile(`incomplete value|non-concrete value|cannot reference|not concrete`), func(_ []string, path string, _ int) string {
+	{regexp.MustCompile(`incomplete value|non-concrete value|cannot reference|not concrete`), func(_ []string, path string, _ bool) string {
 		return fmt.Sprintf("set a concrete value for %q", lastElem(path))
 	}},
-	{regexp.MustCompile(`field is required but not present`), func(_ []string, path string, _ int) string {
+	{regexp.MustCompile(`field is required but not present`), func(_ []string, path string, _ bool) string {
+		if lastElem(path) == "match" && isRoutePath(parentOf(path)) {
+			return fmt.Sprintf("add match to route %s (match: {} matches every request); if it is meant to change a route of the base, "+
+				"the base has no route %s (any more): use the route's current name", lastElem(parentOf(path)), lastElem(parentOf(path)))
+		}
 		return fmt.Sprintf("add the required field %q", lastElem(path))
 	}},
-	{regexp.MustCompile(`^expected |unexpected|illegal|missing ',' |string literal not terminated`), func(_ []string, _ string, _ int) string {
+	{regexp.MustCompile(`^expected |unexpected|illegal|missing ',' |string literal not terminated`), func(_ []string, _ string, _ bool) string {
 		return "fix the CUE syntax at this position (`cue fmt` reports the same error)"
 	}},
 }
 
-func cueFix(msg, path string, userPositions int) string {
+// cueFix is the fix for a CUE message at path; betweenFiles says that
+// every position of the error is in the user's files (two files set the
+// value), none in the schema.
+func cueFix(msg, path string, betweenFiles bool) string {
 	for _, h := range hints {
 		if m := h.re.FindStringSubmatch(msg); m != nil {
-			return h.fix(m, path, userPositions)
+			return h.fix(m, path, betweenFiles)
 		}
 	}
 	return ""
 }
+
+// parentOf is path without its last element.
+func parentOf(path string) string {
+	if i := strings.LastIndexAny(path, ".["); i >= 0 {
+		return path[:i]
+	}
+	return ""
+}
+
+// isRoutePath reports whether path is one route of a service,
+// mesh.services.<name>.routes.<route>.
+func isRoutePath(path string) bool { return isRoutesPath(parentOf(path)) }
 
 func lastElem(path string) string {
 	if i := strings.LastIndexAny(path, ".["); i >= 0 {

@@ -24,6 +24,7 @@ func FuzzLoad(f *testing.F) {
 		}
 		f.Add(string(b))
 	}
+	f.Add("package shop\nmesh: services: reviews: routes: split: to: {v1: 1}\n")
 	f.Add("package shop\nmesh: services: reviews: routes: [_, {to: {v1: 1}}, _]\n")
 	f.Add("package shop\nmesh: services: x: {ports: a: port: 1, versions: v: labels: {}}\n")
 

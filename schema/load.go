@@ -132,10 +132,13 @@ func evaluate(dir, root string) (cue.Value, mesh.Positions, error) {
 	if es := checkImport(inst, root); len(es) > 0 {
 		return cue.Value{}, nil, es
 	}
-	pos := positions(inst.Files, root)
+	pos, es := positions(inst.Files, root)
+	if len(es) > 0 {
+		return cue.Value{}, nil, es.sorted()
+	}
 	v := cuecontext.New().BuildInstance(inst)
 	if err := v.Err(); err != nil {
-		return cue.Value{}, nil, preferWritten(fromCUE(err, root), pos)
+		return cue.Value{}, nil, preferWritten(simplify(fromCUE(err, root), spansOf(inst.Files, root)), pos)
 	}
 	mv := v.LookupPath(cue.ParsePath("mesh"))
 	if !mv.Exists() {
@@ -147,7 +150,7 @@ func evaluate(dir, root string) (cue.Value, mesh.Positions, error) {
 		}}
 	}
 	if err := mv.Validate(cue.Concrete(true), cue.Final()); err != nil {
-		return cue.Value{}, nil, preferWritten(fromCUE(err, root), pos)
+		return cue.Value{}, nil, preferWritten(simplify(fromCUE(err, root), spansOf(inst.Files, root)), pos)
 	}
 	return mv, pos, nil
 }

@@ -1,8 +1,10 @@
 package schema_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -48,14 +50,17 @@ func TestLoadBase(t *testing.T) {
 	if r.Timeout == nil || r.Timeout.String() != "15s" || r.Retries == nil || r.Retries.Attempts != 2 {
 		t.Errorf("timeout/retries defaults not resolved: %+v %+v", r.Timeout, r.Retries)
 	}
-	if got := r.Routes[1].To; got["v1"] != 90 || got["v2"] != 10 {
+	if got := routeNames(r.Routes); got != "canary,split" {
+		t.Errorf("routes = %s, want canary,split (precedence order, names from the keys)", got)
+	}
+	if got := r.Routes.Route("split").To; got["v1"] != 90 || got["v2"] != 10 {
 		t.Errorf("split = %v, want base defaults 90/10", got)
 	}
-	if got := r.Routes[1].Timeout; got == nil || got.String() != "2s" {
+	if got := r.Routes.Route("split").Timeout; got == nil || got.String() != "2s" {
 		t.Errorf("route timeout = %v", got)
 	}
-	if p := m.Positions.Lookup(mesh.RoutePath("reviews", 0)); p.File != "mesh.cue" || p.Line != 23 {
-		t.Errorf("route position = %v, want mesh.cue:23", p)
+	if p := m.Positions.Lookup(mesh.RoutePath("reviews", "canary")); p.File != "mesh.cue" || p.Line != 24 {
+		t.Errorf("route position = %v, want mesh.cue:24", p)
 	}
 	if got := m.SPIFFEID(r); got != "spiffe://shop.example/ns/shop/sa/reviews" {
 		t.Errorf("spiffe id = %s", got)
@@ -67,15 +72,18 @@ func TestLoadBase(t *testing.T) {
 
 func TestLoadEnvironmentOverridesDefaults(t *testing.T) {
 	dir := newRepo(t, []txtar.File{{Name: "environments/dev/dev.cue", Data: []byte(
-		"package shop\nmesh: services: reviews: routes: [_, {to: {v1: 50, v2: 50}}]\n")}})
+		"package shop\nmesh: services: reviews: routes: split: to: {v1: 50, v2: 50}\n")}})
 	m, err := schema.Load(dir, schema.Options{Env: "dev"})
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
-	if got := m.Services["reviews"].Routes[1].To; got["v1"] != 50 {
+	if got := m.Services["reviews"].Routes.Route("split").To; got["v1"] != 50 {
 		t.Errorf("split = %v, want the dev overlay's 50/50", got)
 	}
-	if p := m.Positions.Lookup("mesh.services.reviews.routes[1].to.v1"); p.File != filepath.Join("environments", "dev", "dev.cue") {
+	if got := m.Services["reviews"].Routes.Route("canary").To; len(got) != 1 || got["v2"] != 100 {
+		t.Errorf("canary = %v, want the base's v2: 100, untouched", got)
+	}
+	if p := m.Positions.Lookup("mesh.services.reviews.routes.split.to.v1"); p.File != filepath.Join("environments", "dev", "dev.cue") {
 		t.Errorf("position of overridden weight = %v, want the overlay file", p)
 	}
 	if m.Environment != "dev" {
@@ -95,7 +103,7 @@ mesh: services: reviews: {
 	rateLimit: {requests: 4, per: "60s"}
 	circuitBreaker: {maxConnections: 1, maxRequestsPerConnection: 1}
 	outlierDetection: consecutive5xx: 3
-	routes: [_, {to: {v1: 100, v2: 0}, mirror: {to: "reviews", version: "v2"}, rewrite: host: "reviews.internal:9080"}]
+	routes: split: {to: {v1: 100, v2: 0}, mirror: {to: "reviews", version: "v2"}, rewrite: host: "reviews.internal:9080"}
 }
 `)}})
 	m, err := schema.Load(dir, schema.Options{Env: "dev"})
@@ -112,9 +120,42 @@ mesh: services: reviews: {
 	if od := r.OutlierDetection; od == nil || od.MaxEjectionPercent == nil || *od.MaxEjectionPercent != mesh.DefaultMaxEjectionPercent {
 		t.Errorf("outlier detection = %+v, want the schema's maxEjectionPercent default %v", od, mesh.DefaultMaxEjectionPercent)
 	}
-	rt := r.Routes[1]
+	var rt mesh.Route
+	for _, x := range r.Routes {
+		if x.Name == "split" {
+			rt = x
+		}
+	}
 	if rt.Mirror == nil || rt.Mirror.To != "reviews" || rt.Mirror.Version != "v2" || rt.Rewrite == nil || rt.Rewrite.Host != "reviews.internal:9080" {
 		t.Errorf("route = %+v mirror %+v rewrite %+v", rt, rt.Mirror, rt.Rewrite)
+	}
+}
+
+// TestLoadRoutePrecedence: the loader orders routes by precedence, not as
+// written, and priority overrides it; matches it cannot prove to overlap
+// (regexes) load.
+func TestLoadRoutePrecedence(t *testing.T) {
+	dir := newRepo(t, []txtar.File{{Name: "environments/dev/dev.cue", Data: []byte(`package shop
+mesh: services: reviews: routes: {
+	z: {match: path: prefix: "/api", to: v1: 100}
+	items: {match: path: regex: "^/api/items/[0-9]+$", to: v2: 100}
+	"api-v1": {match: path: prefix: "/api/v1", to: v2: 100}
+	health: {match: {path: exact: "/healthz", methods: ["GET"]}, to: v1: 100}
+	writes: {match: {path: prefix: "/api", methods: ["POST"]}, to: v1: 100}
+	pinned: {priority: 5, match: path: prefix: "/api/v1/pinned", to: v1: 100}
+	anything: {match: path: regex: "/.*", to: v1: 100}
+}
+`)}})
+	m, err := schema.Load(dir, schema.Options{Env: "dev"})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	want := "pinned,health,anything,items,api-v1,writes,z,canary,split"
+	if got := routeNames(m.Services["reviews"].Routes); got != want {
+		t.Errorf("routes = %s\nwant     %s", got, want)
+	}
+	if p := m.Positions.Lookup(mesh.RoutePath("reviews", "api-v1") + ".to.v2"); p.File != filepath.Join("environments", "dev", "dev.cue") || p.Line != 5 {
+		t.Errorf("position of routes.\"api-v1\".to.v2 = %v, want dev.cue:5", p)
 	}
 }
 
@@ -128,7 +169,8 @@ func TestLoadUnknownEnvironment(t *testing.T) {
 // TestLoadBad runs testdata/bad/*.txtar: each adds files to the base
 // repository (dev/ is the environment loaded) and lists, as "want: " lines
 // in its comment, texts the error must contain: file:line:column, field path,
-// what is wrong and the fix.
+// what is wrong and the fix; "not: " lines, texts it must not contain; and
+// an optional "errors: N" line, how many errors there must be.
 func TestLoadBad(t *testing.T) {
 	cases, _ := filepath.Glob("testdata/bad/*.txtar")
 	if len(cases) < 15 {
@@ -156,11 +198,28 @@ func TestLoadBad(t *testing.T) {
 				t.Fatalf("error is not a definition error: %v", err)
 			}
 			for _, line := range strings.Split(string(ar.Comment), "\n") {
-				want, ok := strings.CutPrefix(line, "want: ")
-				if ok && !strings.Contains(err.Error(), want) {
+				if want, ok := strings.CutPrefix(line, "want: "); ok && !strings.Contains(err.Error(), want) {
 					t.Errorf("error does not contain %q:\n%v", want, err)
+				}
+				if not, ok := strings.CutPrefix(line, "not: "); ok && strings.Contains(err.Error(), not) {
+					t.Errorf("error contains %q:\n%v", not, err)
+				}
+				if n, ok := strings.CutPrefix(line, "errors: "); ok {
+					var es schema.Errors
+					errors.As(err, &es)
+					if strconv.Itoa(len(es)) != n {
+						t.Errorf("%d errors, want %s:\n%v", len(es), n, err)
+					}
 				}
 			}
 		})
 	}
+}
+
+func routeNames(rs mesh.Routes) string {
+	names := make([]string, len(rs))
+	for i, r := range rs {
+		names[i] = r.Name
+	}
+	return strings.Join(names, ",")
 }

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"fmt"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -18,7 +19,11 @@ import (
 // the module root down, so an environment's position for a field replaces
 // the base's. Fields the schema filled in (defaults) get no entry;
 // Positions.Lookup falls back to the enclosing struct.
-func positions(files []*ast.File, root string) mesh.Positions {
+//
+// The same walk finds what the schema cannot report well: routes written
+// as a list (the form before routes were keyed by name) are returned as
+// errors.
+func positions(files []*ast.File, root string) (mesh.Positions, Errors) {
 	type file struct {
 		rel string
 		f   *ast.File
@@ -35,13 +40,14 @@ func positions(files []*ast.File, root string) mesh.Positions {
 	}
 	sort.SliceStable(fs, func(i, j int) bool { return depth(fs[i].rel) < depth(fs[j].rel) })
 	ps := mesh.Positions{}
+	var es Errors
 	for _, f := range fs {
-		w := posWalker{ps: ps, file: f.rel}
+		w := posWalker{ps: ps, file: f.rel, errs: &es}
 		for _, d := range f.f.Decls {
 			w.walk(d, "")
 		}
 	}
-	return ps
+	return ps, es
 }
 
 func depth(rel string) int { return strings.Count(filepath.ToSlash(rel), "/") }
@@ -53,6 +59,7 @@ func inSchema(p mesh.Pos) bool {
 type posWalker struct {
 	ps   mesh.Positions
 	file string
+	errs *Errors
 }
 
 func (w posWalker) record(path string, n ast.Node) {
@@ -62,6 +69,11 @@ func (w posWalker) record(path string, n ast.Node) {
 	if p := n.Pos(); p.IsValid() {
 		w.ps[path] = mesh.Pos{File: w.file, Line: p.Line(), Column: p.Column()}
 	}
+}
+
+func (w posWalker) pos(n ast.Node) mesh.Pos {
+	p := n.Pos()
+	return mesh.Pos{File: w.file, Line: p.Line(), Column: p.Column()}
 }
 
 func (w posWalker) walk(n ast.Node, path string) {
@@ -82,6 +94,10 @@ func (w posWalker) walk(n ast.Node, path string) {
 			w.walk(e, path)
 		}
 	case *ast.ListLit:
+		if isRoutesPath(path) {
+			*w.errs = append(*w.errs, routeListError(path, w.pos(x), x))
+			return
+		}
 		for i, e := range x.Elts {
 			if _, ok := e.(*ast.Ellipsis); ok {
 				continue
@@ -106,4 +122,80 @@ func (w posWalker) walk(n ast.Node, path string) {
 	case *ast.EmbedDecl:
 		w.walk(x.Expr, path)
 	}
+}
+
+// isRoutesPath reports whether path is a service's routes field,
+// mesh.services.<name>.routes.
+func isRoutesPath(path string) bool {
+	rest, ok := strings.CutPrefix(path, "mesh.services.")
+	if !ok {
+		return false
+	}
+	name, ok := strings.CutSuffix(rest, ".routes")
+	return ok && name != "" && (!strings.ContainsAny(name, ".[") || strings.HasPrefix(name, `"`))
+}
+
+// routeListError reports routes written as a list, the form before routes
+// were keyed by name, with the keyed form of the same routes as the fix.
+func routeListError(path string, pos mesh.Pos, list *ast.ListLit) *Error {
+	var entries []string
+	overlay := false
+	unnamed := 0
+	for _, e := range list.Elts {
+		switch x := e.(type) {
+		case *ast.Ident:
+			overlay = overlay || x.Name == "_"
+		case *ast.StructLit:
+			name, fields := routeListEntry(x)
+			if name == "" {
+				unnamed++
+				name = "<name>"
+			}
+			label := name
+			if name != "<name>" {
+				label = mesh.Label(name)
+			}
+			entries = append(entries, fmt.Sprintf("%s: {%s}", label, strings.Join(fields, ", ")))
+		}
+	}
+	if len(entries) == 0 {
+		entries = []string{"<name>: {match: ..., to: ...}"}
+	}
+	var fix string
+	if overlay {
+		fix = fmt.Sprintf("change a route by its name, with no placeholders: routes: {%s}", strings.Join(entries, ", "))
+	} else {
+		fix = fmt.Sprintf("write routes: {%s}: each route under its name, without name:; "+
+			"routes are tried by precedence (exact path, regex, longer prefix, methods, more headers), not in the order written, and priority: N moves one first",
+			strings.Join(entries, ", "))
+	}
+	if unnamed > 0 {
+		fix += fmt.Sprintf("; give the %d unnamed route(s) a name", unnamed)
+	}
+	return &Error{Pos: pos, Path: path, Msg: "routes is now a map keyed by route name, not a list", Fix: fix}
+}
+
+// routeListEntry reads the name and the other field labels of a route
+// written as a list element.
+func routeListEntry(s *ast.StructLit) (name string, fields []string) {
+	for _, d := range s.Elts {
+		f, ok := d.(*ast.Field)
+		if !ok {
+			continue
+		}
+		label, _, err := ast.LabelName(f.Label)
+		if err != nil {
+			continue
+		}
+		if label == "name" {
+			if lit, ok := f.Value.(*ast.BasicLit); ok {
+				if n, err := strconv.Unquote(lit.Value); err == nil {
+					name = n
+					continue
+				}
+			}
+		}
+		fields = append(fields, label+": ...")
+	}
+	return name, fields
 }

@@ -25,8 +25,12 @@ func TestScaffoldLoadsInEveryEnvironment(t *testing.T) {
 		if err != nil {
 			t.Fatalf("env %q: %v", env, err)
 		}
-		if want := map[string]int{"": 100, "dev": 50, "prod": 90}[env]; m.Services["api"].Routes[1].To["v1"] != want {
-			t.Errorf("env %q: api v1 weight = %d, want %d", env, m.Services["api"].Routes[1].To["v1"], want)
+		routes := m.Services["api"].Routes
+		if want := map[string]int{"": 100, "dev": 50, "prod": 90}[env]; routes.Route("split").To["v1"] != want {
+			t.Errorf("env %q: api v1 weight = %d, want %d", env, routes.Route("split").To["v1"], want)
+		}
+		if len(routes) != 2 || routes[0].Name != "canary" || routes.Route("canary").To["v2"] != 100 {
+			t.Errorf("env %q: routes = %+v, want canary first, untouched", env, routes)
 		}
 	}
 	if err := schema.Scaffold(dir, "example.com/mesh"); err == nil || !strings.Contains(err.Error(), "already exists") {

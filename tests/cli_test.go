@@ -108,7 +108,7 @@ func TestInitThenVetAndBuild(t *testing.T) {
 func TestVetReportsEveryErrorWithPositionAndExitsOne(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "mesh")
 	weftRun(t, ".", "init", dir)
-	bad := "package mesh\nmesh: services: api: calls: [\"ghost\"]\nmesh: services: api: routes: [_, {to: {v1: 70, v2: 20}}]\n"
+	bad := "package mesh\nmesh: services: api: calls: [\"ghost\"]\nmesh: services: api: routes: split: to: {v1: 70, v2: 20}\n"
 	if err := os.MkdirAll(filepath.Join(dir, "environments", "qa"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestVetReportsEveryErrorWithPositionAndExitsOne(t *testing.T) {
 		"qa: 2 problem(s)",
 		"environments/qa/bad.cue:2:30: mesh.services.api.calls[0]: call to unknown service \"ghost\"",
 		"environments/qa/bad.cue:3:",
-		"mesh.services.api.routes[1].to: split weights sum to 90, want 100",
+		"mesh.services.api.routes.split.to: split weights sum to 90, want 100",
 	} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
@@ -195,7 +195,7 @@ func TestEnvoyAcceptsEveryClass(t *testing.T) {
 func TestBuildRunsThePolicyGate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "mesh")
 	weftRun(t, ".", "init", dir)
-	fault := "package mesh\nmesh: services: api: routes: [_, {fault: abort: {percent: 10}}]\n"
+	fault := "package mesh\nmesh: services: api: routes: split: fault: abort: {percent: 10}\n"
 	if err := os.WriteFile(filepath.Join(dir, "environments", "prod", "fault.cue"), []byte(fault), 0o644); err != nil {
 		t.Fatal(err)
 	}

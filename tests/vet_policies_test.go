@@ -24,7 +24,7 @@ func TestVetExamplesPassPoliciesWithWarnings(t *testing.T) {
 		t.Fatalf("vet environments: %+v", r)
 	}
 	for _, want := range []string{
-		"prod: 0 deny, 2 warn\n  payments.cue\n    66:11  warn  authz_allow_all",
+		"prod: 0 deny, 2 warn\n  payments.cue\n    67:11  warn  authz_allow_all",
 		"excused: only the gRPC health check",
 		`canary weights of service reviews route "split" change from staging to prod: v1 80 -> 90, v2 20 -> 10`,
 		"staging: 0 deny, 1 warn",
@@ -42,7 +42,7 @@ func TestVetPolicyDenyExitsOne(t *testing.T) {
 	if r.code != 1 || r.stdout != "ok\tbase\n" {
 		t.Fatalf("exit %d, stdout %q, want 1 and only base ok; stderr:\n%s", r.code, r.stdout, r.stderr)
 	}
-	want := "prod: 1 deny, 0 warn\n  environments/prod/prod.cue\n    6:2  deny  no_fault_injection  route \"split\" of service api injects faults (abort)\n"
+	want := "prod: 1 deny, 0 warn\n  environments/prod/prod.cue\n    5:2  deny  no_fault_injection  route \"split\" of service api injects faults (abort)\n"
 	if !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "fix: remove the fault") {
 		t.Errorf("stderr:\n%s\nwant:\n%s", r.stderr, want)
 	}
@@ -134,7 +134,7 @@ func TestVetOutputSARIF(t *testing.T) {
 	}
 	res := log.Runs[0].Results
 	if len(res) != 1 || res[0].RuleID != "canary_drift" || res[0].Level != "warning" ||
-		res[0].Locations[0].PhysicalLocation.ArtifactLocation.URI != "environments/prod/prod.cue" || res[0].Locations[0].PhysicalLocation.Region.StartLine != 6 {
+		res[0].Locations[0].PhysicalLocation.ArtifactLocation.URI != "environments/prod/prod.cue" || res[0].Locations[0].PhysicalLocation.Region.StartLine != 5 {
 		t.Errorf("results: %+v", res)
 	}
 }
@@ -208,7 +208,7 @@ func TestVetBrokenPolicyStops(t *testing.T) {
 // mesh repository.
 func writeBad(t *testing.T, dir string) {
 	t.Helper()
-	bad := "package mesh\nmesh: services: api: calls: [\"ghost\"]\nmesh: services: api: routes: [_, {to: {v1: 70, v2: 20}}]\n"
+	bad := "package mesh\nmesh: services: api: calls: [\"ghost\"]\nmesh: services: api: routes: split: to: {v1: 70, v2: 20}\n"
 	if err := os.MkdirAll(filepath.Join(dir, "environments", "qa"), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -26,17 +26,16 @@ const edgeHeadersMesh = `
 					remove: ["server", "x-powered-by"]
 				}
 			}
-			routes: [{
-				name: "static"
-				match: path: prefix: "/static/"
-				headers: {
-					request: add: {"x-route": "static"}
-					response: set: {"cache-control": "public, max-age=3600"}
+			routes: {
+				static: {
+					match: path: prefix: "/static/"
+					headers: {
+						request: add: {"x-route": "static"}
+						response: set: {"cache-control": "public, max-age=3600"}
+					}
 				}
-			}, {
-				name: "pages"
-				match: path: prefix: "/"
-			}]
+				pages: match: path: prefix: "/"
+			}
 		}
 		ops: {
 			ports: http: port: 7070

@@ -25,12 +25,13 @@ const gatedMesh = `
 				v1: labels: version: "v1"
 				v2: labels: version: "v2"
 			}
-			routes: [{
-				name: "split"
-				match: path: prefix: "/"
-				to: {v1: 100, v2: 0}
-				timeout: "2s"
-			}]
+			routes: {
+				split: {
+					match: path: prefix: "/"
+					to: {v1: 100, v2: 0}
+					timeout: "2s"
+				}
+			}
 		}
 `
 

@@ -29,29 +29,30 @@ const resilienceMesh = `
 			ports: http: port: 9080
 			versions: v1: labels: version: "v1"
 			circuitBreaker: maxRetries: 1000
-			routes: [{
-				name: "retry"
-				match: path: prefix: "/retry"
-				retries: {attempts: 9, on: ["5xx"]}
-			}, {
-				name: "timeout"
-				match: path: prefix: "/timeout"
-				timeout: "300ms"
-				retries: attempts: 0
-			}, {
-				name: "abort"
-				match: path: prefix: "/abort"
-				fault: abort: {percent: 30, status: 503}
-				retries: attempts: 0
-			}, {
-				name: "delay"
-				match: path: prefix: "/delay"
-				fault: delay: {percent: 100, duration: "300ms"}
-			}, {
-				name: "mirror"
-				match: path: prefix: "/mirror"
-				mirror: {to: "shadow", percent: 50}
-			}]
+			routes: {
+				retry: {
+					match: path: prefix: "/retry"
+					retries: {attempts: 9, on: ["5xx"]}
+				}
+				timeout: {
+					match: path: prefix: "/timeout"
+					timeout: "300ms"
+					retries: attempts: 0
+				}
+				abort: {
+					match: path: prefix: "/abort"
+					fault: abort: {percent: 30, status: 503}
+					retries: attempts: 0
+				}
+				delay: {
+					match: path: prefix: "/delay"
+					fault: delay: {percent: 100, duration: "300ms"}
+				}
+				mirror: {
+					match: path: prefix: "/mirror"
+					mirror: {to: "shadow", percent: 50}
+				}
+			}
 		}
 `
 
@@ -166,14 +167,14 @@ const outlierMesh = `
 			versions: v1: {labels: version: "v1", replicas: 2}
 			// maxEjectionPercent left to weft's default (50).
 			outlierDetection: {consecutive5xx: 3, interval: "1s", baseEjectionTime: "30s"}
-			routes: [{match: path: prefix: "/", retries: attempts: 0}]
+			routes: all: {match: path: prefix: "/", retries: attempts: 0}
 		}
 		stuck: {
 			ports: http: port: 9090
 			versions: v1: {labels: version: "v1", replicas: 2}
 			// Envoy's own default: one endpoint of two is 50%, above it.
 			outlierDetection: {consecutive5xx: 3, interval: "1s", baseEjectionTime: "30s", maxEjectionPercent: 10}
-			routes: [{match: path: prefix: "/", retries: attempts: 0}]
+			routes: all: {match: path: prefix: "/", retries: attempts: 0}
 		}
 `
 

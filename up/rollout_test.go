@@ -34,10 +34,12 @@ func rollbackMesh(route, reviewsExtra string) string {
 			ports: http: port: 9080
 			versions: v1: labels: version: "v1"
 			%s
-			routes: [{
-				match: path: prefix: "/"
-				headers: request: set: {"x-mesh-route": %q}
-			}]
+			routes: {
+				all: {
+					match: path: prefix: "/"
+					headers: request: set: {"x-mesh-route": %q}
+				}
+			}
 		}
 `, reviewsExtra, route)
 }

@@ -32,26 +32,27 @@ const semanticsMesh = `
 				v1: labels: version: "v1"
 				v2: labels: version: "v2"
 			}
-			routes: [{
-				name: "legacy"
-				match: path: prefix: "/legacy"
-				to: v1: 100
-				rewrite: host: "reviews.internal:9080"
-				mirror: {to: "reviews", version: "v2"}
-			}, {
+			routes: {
+				legacy: {
+					match: path: prefix: "/legacy"
+					to: v1: 100
+					rewrite: host: "reviews.internal:9080"
+					mirror: {to: "reviews", version: "v2"}
+				}
 				// Istio's mirroring task: v1 serves, v2 gets a copy of everything.
-				name: "mirrored"
-				match: path: prefix: "/"
-				to: {v1: 100, v2: 0}
-				mirror: {to: "reviews", version: "v2", percent: 100}
-			}]
+				mirrored: {
+					match: path: prefix: "/"
+					to: {v1: 100, v2: 0}
+					mirror: {to: "reviews", version: "v2", percent: 100}
+				}
+			}
 		}
 		// Istio's circuit-breaking task.
 		httpbin: {
 			ports: http: port: 8000
 			versions: v1: labels: version: "v1"
 			circuitBreaker: {maxConnections: 1, maxPendingRequests: 1, maxRequestsPerConnection: 1}
-			routes: [{match: path: prefix: "/", retries: attempts: 0}]
+			routes: all: {match: path: prefix: "/", retries: attempts: 0}
 		}
 		// Istio's local rate-limit task: 4 requests, refilled 4 per minute.
 		quota: {

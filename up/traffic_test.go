@@ -19,15 +19,16 @@ const splitMesh = `
 				v1: labels: version: "v1"
 				v2: labels: version: "v2"
 			}
-			routes: [{
-				name: "canary"
-				match: headers: "x-canary": exact: "1"
-				to: v2: 100
-			}, {
-				name: "split"
-				match: path: prefix: "/"
-				to: {v1: 90, v2: 10}
-			}]
+			routes: {
+				canary: {
+					match: headers: "x-canary": exact: "1"
+					to: v2: 100
+				}
+				split: {
+					match: path: prefix: "/"
+					to: {v1: 90, v2: 10}
+				}
+			}
 		}
 `
 

@@ -25,7 +25,8 @@ func newVetCmd() *cobra.Command {
 		Long: `vet loads DIR, unifies it with an environment and validates it: the CUE
 schema (types, bounds, unknown fields, conflicts between base and
 environment) and the cross references CUE cannot check (split weights, route
-versions, calls, authz callers, mirror targets). Then it evaluates the
+versions, routes that an earlier route always wins over, calls, authz
+callers, mirror targets). Then it evaluates the
 policies on the model: weft's default Rego rules, the rules and data of the
 repository's policies/ folder and of every --policy folder. A deny fails the
 vet, a warn is reported. Every problem is printed with its file:line:column;

@@ -69,7 +69,7 @@ func writeService(b *strings.Builder, s Spec, i int) {
 	fmt.Fprintf(b, "\t\t\tcalls: [%s]\n", strings.Join(calls, ", "))
 	fmt.Fprintf(b, "\t\t\trateLimit: {requestsPerSecond: 100, burst: 200}\n")
 	fmt.Fprintf(b, "\t\t\tauthz: allow: [{from: [%s], methods: [\"GET\", \"POST\"]}]\n", strings.Join(callers, ", "))
-	b.WriteString("\t\t\troutes: [{match: headers: \"x-canary\": exact: \"1\", to: v2: 100}, ")
-	b.WriteString("{match: path: prefix: \"/\", to: {v1: 90, v2: 10}, timeout: \"2s\", retries: {attempts: 2, perTryTimeout: \"500ms\"}}]\n")
+	b.WriteString("\t\t\troutes: {canary: {match: headers: \"x-canary\": exact: \"1\", to: v2: 100}, ")
+	b.WriteString("split: {match: path: prefix: \"/\", to: {v1: 90, v2: 10}, timeout: \"2s\", retries: {attempts: 2, perTryTimeout: \"500ms\"}}}\n")
 	b.WriteString("\t\t}\n")
 }

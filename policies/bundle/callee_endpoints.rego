@@ -45,16 +45,16 @@ deny contains {"msg": msg, "path": ["mesh", "services", name, "versions"]} if {
 
 # A split's weight on an idle version, once some version serves (when
 # none does, the deny above says so once).
-deny contains {"msg": msg, "path": ["mesh", "services", name, "routes", i, "to", v], "fix": fix} if {
+deny contains {"msg": msg, "path": ["mesh", "services", name, "routes", route, "to", v], "fix": fix} if {
 	some name in idle
 	s := input.mesh.services[name]
 	serving_versions(s) != []
-	some i, r in s.routes
+	some route, r in s.routes
 	some v, w in object.get(r, "to", {})
 	w > 0
 	not serving(s.versions[v])
 	callers(name) != []
-	msg := sprintf("%s of service %s (called by %s) sends %d%% to version %s, which has no endpoints or replicas: those requests would get 503", [lib.route_name(r, i), name, concat(", ", callers(name)), w, v])
+	msg := sprintf("%s of service %s (called by %s) sends %d%% to version %s, which has no endpoints or replicas: those requests would get 503", [lib.route_name(r, route), name, concat(", ", callers(name)), w, v])
 	fix := sprintf("move the weight of %s to a serving version (%s), or give %s replicas", [v, concat(", ", serving_versions(s)), v])
 }
 

@@ -34,14 +34,14 @@ test_split_to_versions_without_endpoints_is_denied if {
 			"v1": {"labels": {}, "endpoints": ["127.0.0.1:1"], "replicas": 1},
 			"v2": {"labels": {}, "endpoints": [], "replicas": 0},
 		},
-		"routes": [
-			{"match": {"headers": {"x": {"exact": "1"}}}, "to": {"v2": 100}},
-			{"match": {}, "to": {"v1": 100, "v2": 0}},
-		],
+		"routes": {
+			"canary": {"match": {"headers": {"x": {"exact": "1"}}}, "to": {"v2": 100}},
+			"split": {"match": {}, "to": {"v1": 100, "v2": 0}},
+		},
 	})
 	callee_endpoints.deny == {{
-		"msg": "routes[0] of service b (called by a) sends 100% to version v2, which has no endpoints or replicas: those requests would get 503",
-		"path": ["mesh", "services", "b", "routes", 0, "to", "v2"],
+		"msg": `route "canary" of service b (called by a) sends 100% to version v2, which has no endpoints or replicas: those requests would get 503`,
+		"path": ["mesh", "services", "b", "routes", "canary", "to", "v2"],
 		"fix": "move the weight of v2 to a serving version (v1), or give v2 replicas",
 	}} with input as testing.input_for({"a": caller, "b": b}, "prod")
 }
@@ -55,11 +55,11 @@ test_weight_on_a_version_without_endpoints_is_denied if {
 			"v2": {"labels": {}, "endpoints": [], "replicas": 0},
 			"v3": {"labels": {}, "endpoints": [], "replicas": 2},
 		},
-		"routes": [{"match": {"methods": ["GET"]}}, {"name": "canary", "match": {}, "to": {"v1": 80, "v2": 10, "v3": 10}}],
+		"routes": {"reads": {"match": {"methods": ["GET"]}}, "canary": {"match": {}, "to": {"v1": 80, "v2": 10, "v3": 10}}},
 	})
 	callee_endpoints.deny == {{
-		"msg": "route \"canary\" of service b (called by a) sends 10% to version v2, which has no endpoints or replicas: those requests would get 503",
-		"path": ["mesh", "services", "b", "routes", 1, "to", "v2"],
+		"msg": `route "canary" of service b (called by a) sends 10% to version v2, which has no endpoints or replicas: those requests would get 503`,
+		"path": ["mesh", "services", "b", "routes", "canary", "to", "v2"],
 		"fix": "move the weight of v2 to a serving version (v1, v3), or give v2 replicas",
 	}} with input as testing.input_for({"a": caller, "b": b}, "prod")
 }
@@ -70,7 +70,7 @@ test_split_to_serving_versions_passes if {
 			"v1": {"labels": {}, "endpoints": ["127.0.0.1:1"], "replicas": 1},
 			"v2": {"labels": {}, "endpoints": [], "replicas": 0},
 		},
-		"routes": [{"match": {"methods": ["GET"]}}, {"match": {}, "to": {"v1": 100, "v2": 0}}],
+		"routes": {"reads": {"match": {"methods": ["GET"]}}, "split": {"match": {}, "to": {"v1": 100, "v2": 0}}},
 	})
 	count(callee_endpoints.deny) == 0 with input as testing.input_for({"a": caller, "b": b}, "prod")
 }
@@ -82,7 +82,7 @@ test_replicas_serve_where_endpoints_lack if {
 			"v2": {"labels": {}, "endpoints": ["127.0.0.1:2"], "replicas": 0},
 			"v3": {"labels": {}, "endpoints": [], "replicas": 0},
 		},
-		"routes": [{"match": {}, "to": {"v1": 50, "v2": 50}}],
+		"routes": {"split": {"match": {}, "to": {"v1": 50, "v2": 50}}},
 	})
 	count(callee_endpoints.deny) == 0 with input as testing.input_for({"a": caller, "b": b}, "prod")
 }

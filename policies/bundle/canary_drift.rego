@@ -4,9 +4,9 @@
 #   Reports (warn) a split (a route's to) whose weights differ from the
 #   same route in the environment before this one in the promotion order
 #   (config: promotion, default ["dev", "staging", "prod"]; environments the
-#   repository does not have are skipped). Routes are compared by position,
-#   as overlays address them, when their names agree (or both have none). This makes a canary step visible
-#   in review: "reviews route split: v1 80 -> 90, v2 20 -> 10 (staging ->
+#   repository does not have are skipped). Routes are compared by name, as
+#   overlays address them. This makes a canary step visible in review:
+#   "reviews route "split": v1 80 -> 90, v2 20 -> 10 (staging ->
 #   prod)". It only warns: moving weights is the point of a canary.
 #
 #   Needs input.splits, the splits of the repository's other environments,
@@ -32,17 +32,15 @@ previous := present[k - 1] if {
 	k > 0
 }
 
-# A split of the previous environment is compared with the route at the
-# same index, if it has the same name (or neither has one): overlays
-# address routes by position and repeat the name as a guard.
-warn contains {"msg": msg, "path": ["mesh", "services", name, "routes", old.index, "to"]} if {
+# A split of the previous environment is compared with the route of the
+# same name: overlays address routes by name.
+warn contains {"msg": msg, "path": ["mesh", "services", name, "routes", route, "to"]} if {
 	some name, olds in input.splits[previous]
-	olds != object.get(input.splits, [input.environment, name], [])
-	some old in olds
-	r := input.mesh.services[name].routes[old.index]
-	r.to != old.to
-	object.get(r, "name", "") == object.get(old, "name", "")
-	msg := sprintf("canary weights of service %s %s change from %s to %s: %s", [name, lib.route_name(r, old.index), previous, input.environment, changes(old.to, r.to)])
+	olds != object.get(input.splits, [input.environment, name], {})
+	some route, old in olds
+	r := input.mesh.services[name].routes[route]
+	r.to != old
+	msg := sprintf("canary weights of service %s %s change from %s to %s: %s", [name, lib.route_name(r, route), previous, input.environment, changes(old, r.to)])
 }
 
 changes(old, new) := concat(", ", [sprintf("%s %d -> %d", [v, object.get(old, v, 0), object.get(new, v, 0)]) |

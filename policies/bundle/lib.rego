@@ -11,24 +11,17 @@ package weft.lib
 config(rule) := object.get(data.weft.config, ["rules", rule], {})
 
 # route_label(r) names the route of an input.routes entry in messages.
-route_label(r) := sprintf("route %q", [r.name]) if r.name
+route_label(r) := sprintf("route %q", [r.name]) if r.index >= 0
 
 route_label(r) := "the implicit default route" if r.index == -1
 
-route_label(r) := sprintf("routes[%d]", [r.index]) if {
-	not r.name
-	r.index >= 0
-}
-
-# route_name(r, i) names route i of a service (a route of input.mesh) in
-# messages.
-route_name(r, _) := sprintf("route %q", [r.name]) if r.name
-
-route_name(r, i) := sprintf("routes[%d]", [i]) if not r.name
+# route_name(r, name) names the route input.mesh.services[s].routes[name]
+# (routes are keyed by route name) in messages.
+route_name(_, name) := sprintf("route %q", [name])
 
 # route_path(r) is the field path of the route of an input.routes entry:
-# the route, or the service for the implicit default route.
-route_path(r) := ["mesh", "services", r.service, "routes", r.index] if r.index >= 0
+# the route (by name), or the service for the implicit default route.
+route_path(r) := ["mesh", "services", r.service, "routes", r.name] if r.index >= 0
 
 route_path(r) := ["mesh", "services", r.service] if r.index == -1
 

@@ -14,17 +14,14 @@ test_config_of_an_unconfigured_rule if {
 test_route_label_and_path if {
 	named := testing.entry("a", 3, {"name": "read"})
 	lib.route_label(named) == `route "read"`
-	lib.route_path(named) == ["mesh", "services", "a", "routes", 3]
-	unnamed := testing.entry("a", 3, {})
-	lib.route_label(unnamed) == "routes[3]"
+	lib.route_path(named) == ["mesh", "services", "a", "routes", "read"]
 	implicit := testing.entry("a", -1, {})
 	lib.route_label(implicit) == "the implicit default route"
 	lib.route_path(implicit) == ["mesh", "services", "a"]
 }
 
 test_route_name if {
-	lib.route_name({"name": "read"}, 3) == `route "read"`
-	lib.route_name({}, 3) == "routes[3]"
+	lib.route_name({"match": {}}, "read") == `route "read"`
 }
 
 test_durations if {

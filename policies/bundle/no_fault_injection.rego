@@ -11,10 +11,10 @@ package weft.rules.no_fault_injection
 
 import data.weft.lib
 
-deny contains {"msg": msg, "path": ["mesh", "services", name, "routes", i, "fault"]} if {
+deny contains {"msg": msg, "path": ["mesh", "services", name, "routes", route, "fault"]} if {
 	some name, s in input.mesh.services
-	some i, r in s.routes
+	some route, r in s.routes
 	r.fault
 	kinds := concat(" and ", [k | some k in ["delay", "abort"]; r.fault[k]])
-	msg := sprintf("%s of service %s injects faults (%s)", [lib.route_name(r, i), name, kinds])
+	msg := sprintf("%s of service %s injects faults (%s)", [lib.route_name(r, route), name, kinds])
 }

@@ -15,7 +15,7 @@ test_retries_within_budget_pass if {
 test_too_many_route_attempts if {
 	retry_budget.deny == {{
 		"msg": `route "r" of service a retries 6 times, more than 5`,
-		"path": ["mesh", "services", "a", "routes", 0, "retries", "attempts"],
+		"path": ["mesh", "services", "a", "routes", "r", "retries", "attempts"],
 	}} with input as input_with([testing.entry("a", 0, {"name": "r", "retries": {"attempts": 6, "on": ["reset"]}, "retriesFrom": "route"})])
 }
 
@@ -35,7 +35,7 @@ test_max_attempts_is_configurable if {
 test_retries_longer_than_the_timeout if {
 	retry_budget.deny == {{
 		"msg": `route "static" of service a: 2 retries x 2s per try = 4s, more than its timeout 2s: the last retries could never run`,
-		"path": ["mesh", "services", "a", "routes", 0],
+		"path": ["mesh", "services", "a", "routes", "static"],
 	}} with input as input_with([testing.entry("a", 0, {
 		"name": "static", "timeout": "2s", "timeoutFrom": "route",
 		"retries": {"attempts": 2, "on": ["reset"], "perTryTimeout": "2s"}, "perTryTimeoutNs": 2000000000,

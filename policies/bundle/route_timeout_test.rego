@@ -15,7 +15,7 @@ test_route_and_service_timeouts_pass if {
 test_route_with_only_the_mesh_default_is_denied if {
 	route_timeout.deny == {{
 		"msg": `route "pages" of service a has no timeout: it would only get the mesh default 15s`,
-		"path": ["mesh", "services", "a", "routes", 1],
+		"path": ["mesh", "services", "a", "routes", "pages"],
 	}} with input as input_with([
 		testing.entry("a", 0, {"timeout": "1s", "timeoutFrom": "route"}),
 		testing.entry("a", 1, {"name": "pages", "timeout": "15s", "timeoutFrom": "defaults"}),
@@ -34,8 +34,8 @@ test_mesh_default_allowed_by_config if {
 test_zero_timeout_is_denied_where_it_is_written if {
 	route_timeout.deny == {
 		{
-			"msg": "routes[0] of service a has timeout 0s, which Envoy reads as no timeout at all",
-			"path": ["mesh", "services", "a", "routes", 0, "timeout"],
+			"msg": `route "r0" of service a has timeout 0s, which Envoy reads as no timeout at all`,
+			"path": ["mesh", "services", "a", "routes", "r0", "timeout"],
 		},
 		{
 			"msg": "the implicit default route of service a has timeout 0s, which Envoy reads as no timeout at all",

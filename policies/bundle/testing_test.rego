@@ -9,7 +9,7 @@ service := {
 	"versions": {"v1": {"labels": {"version": "v1"}, "endpoints": ["127.0.0.1:18080"], "replicas": 1}},
 	"calls": [],
 	"edge": false,
-	"routes": [],
+	"routes": {},
 	"timeout": "2s",
 	"retries": {"attempts": 2, "on": ["reset"]},
 	"mtls": "strict",
@@ -40,13 +40,20 @@ paths(findings) := {f.path | some f in findings}
 
 with_routes(doc, routes) := object.union(doc, {"routes": routes})
 
-# entry(service, index, patch) is an input.routes entry: a named route
-# with a service timeout and the mesh default retries, patched.
+# entry(service, index, patch) is an input.routes entry: a route (named
+# "r<index>"; the implicit default route, index -1, has no name) with a
+# service timeout and the mesh default retries, patched.
 entry(service, index, patch) := object.union(
-	{
-		"service": service, "index": index,
-		"timeout": "2s", "timeoutNs": 2000000000, "timeoutFrom": "service",
-		"retries": {"attempts": 2, "on": ["reset"]}, "retriesFrom": "defaults",
-	},
+	object.union(entry_base(service, index), entry_name(index)),
 	patch,
 )
+
+entry_base(service, index) := {
+	"service": service, "index": index,
+	"timeout": "2s", "timeoutNs": 2000000000, "timeoutFrom": "service",
+	"retries": {"attempts": 2, "on": ["reset"]}, "retriesFrom": "defaults",
+}
+
+entry_name(index) := {"name": sprintf("r%d", [index])} if index >= 0
+
+entry_name(index) := {} if index < 0

@@ -340,10 +340,12 @@ mesh: weft.#Mesh & {
 		reviews: {
 			ports: http: {port: %d, protocol: "http"}
 			versions: v1: {labels: version: "v1", endpoints: ["127.0.0.1:%d"]}
-			routes: [{
-				match: path: prefix: "/"
-				headers: request: set: {"x-mesh-route": %q}
-			}]
+			routes: {
+				all: {
+					match: path: prefix: "/"
+					headers: request: set: {"x-mesh-route": %q}
+				}
+			}
 			%s
 		}
 	}

@@ -236,7 +236,7 @@ func TestPipelineKeepsLastGood(t *testing.T) {
 
 	// A split that does not sum to 100.
 	writeMesh(t, dir, 9080, "two", `versions: v2: {labels: version: "v2"}
-			routes: [{match: path: prefix: "/", to: {v1: 50, v2: 40}}]`)
+			routes: split: {match: path: prefix: "/", to: {v1: 50, v2: 40}}`)
 	err := p.Reconcile(dir, "bad-cue")
 	var se *StepError
 	if !errors.As(err, &se) || se.Step != status.StepLoad {

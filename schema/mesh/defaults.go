@@ -1,7 +1,10 @@
 package mesh
 
+import "slices"
+
 // Resolve returns a copy of s with its name, the names of its ports and
-// versions, and every field that a mesh default covers filled in from d.
+// versions, its routes in precedence order (SortRoutes), and every field
+// that a mesh default covers filled in from d.
 // The loader applies it to every service; the compiler applies it again so
 // that a hand-built model never yields a half-configured resource. It
 // never modifies s, and applying it twice changes nothing.
@@ -40,6 +43,10 @@ func Resolve(name string, s Service, d Defaults) Service {
 		versions[vn] = &c
 	}
 	s.Versions = versions
+	if s.Routes != nil {
+		s.Routes = slices.Clone(s.Routes)
+		SortRoutes(s.Routes)
+	}
 	return s
 }
 

@@ -52,7 +52,7 @@ type Service struct {
 	Versions         map[string]*Version `json:"versions"`
 	Calls            []string            `json:"calls"`
 	Edge             bool                `json:"edge"`
-	Routes           []Route             `json:"routes"`
+	Routes           Routes              `json:"routes"`
 	Timeout          *Duration           `json:"timeout,omitempty"`
 	Retries          *Retries            `json:"retries,omitempty"`
 	RateLimit        *RateLimit          `json:"rateLimit,omitempty"`
@@ -89,9 +89,13 @@ type Version struct {
 	Replicas  int               `json:"replicas"`
 }
 
-// Route is one entry of a service's ordered route table.
+// Route is one route of a service. In CUE, routes is a struct keyed by
+// route name; Name is that key.
 type Route struct {
-	Name      string         `json:"name,omitempty"`
+	Name string `json:"-"`
+	// Priority (default 0) puts the route before every route of lower
+	// priority, whatever the precedence of their matches.
+	Priority  int            `json:"priority,omitempty"`
 	Match     Match          `json:"match"`
 	To        map[string]int `json:"to,omitempty"`
 	Timeout   *Duration      `json:"timeout,omitempty"`

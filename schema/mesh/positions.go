@@ -22,7 +22,7 @@ func (p Pos) String() string {
 	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
 }
 
-// Positions maps CUE field paths ("mesh.services.orders.routes[0].to.v2")
+// Positions maps CUE field paths ("mesh.services.orders.routes.split.to.v2")
 // to where they were written.
 type Positions map[string]Pos
 
@@ -50,9 +50,10 @@ func parentPath(path string) string {
 // ServicePath is the CUE path of a service.
 func ServicePath(service string) string { return "mesh.services." + Label(service) }
 
-// RoutePath is the CUE path of route i of a service.
-func RoutePath(service string, i int) string {
-	return fmt.Sprintf("%s.routes[%d]", ServicePath(service), i)
+// RoutePath is the CUE path of a service's route, by route name
+// ("mesh.services.reviews.routes.split").
+func RoutePath(service, route string) string {
+	return ServicePath(service) + ".routes." + Label(route)
 }
 
 // Label quotes a CUE field label when it is not an identifier.
