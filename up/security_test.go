@@ -85,9 +85,8 @@ func adsStream(t *testing.T, ctx context.Context, addr string, c *ca.CA, cert *t
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resource.ClusterType, Node: node}); err != nil {
-		t.Fatal(err)
-	}
+	// A stream the server refuses may already be closed: Recv says why.
+	_ = st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: resource.ClusterType, Node: node})
 	return st
 }
 

@@ -268,6 +268,10 @@ func TestPerNodeFailureAffectsOnlyThatNode(t *testing.T) {
 	good := dial(t, addr, "good", "frontend-v1", false)
 	bad := dial(t, addr, "bad", "frontend-v1", true)
 	good.waitVersion(t, 10*time.Second, r1.Class("frontend-v1").SnapshotVersion, allTypes...)
+	waitStatus(t, s, 10*time.Second, "bad connected, without its variant", func(st status.Status) bool {
+		p := proxy(st, "bad")
+		return p != nil && p.Connected && strings.Contains(p.Error, "no placement for bad yet")
+	})
 	if err := s.Publish("r2", r2); err != nil {
 		t.Fatalf("publish with a failing node: %v", err)
 	}

@@ -57,10 +57,14 @@ type node struct {
 	// retry re-makes a failed per-node variant after retryDelay.
 	retry      *time.Timer
 	retryDelay time.Duration
+	// live are its open streams (streams counts them).
+	live map[*stream]bool
 	// pushes counts the responses sent to the node, pushesAtNACK their
-	// number when it first NACKed, resentRejected those that carried a
-	// version it had rejected (tests: the NACK loop).
+	// number when it first NACKed, resentRejected the responses of a type
+	// and version that the node had been sent before and rejected (tests:
+	// the NACK loop); lastSent is the version last sent of each type.
 	pushes, pushesAtNACK, nacks, resentRejected int
+	lastSent                                    map[string]string
 }
 
 // maxRejected bounds the versions remembered as rejected, per node and
@@ -216,6 +220,10 @@ func (s *Server) attach(st *stream) {
 		n.disconnectedAt = time.Time{}
 	}
 	n.streams++
+	if n.live == nil {
+		n.live = map[*stream]bool{}
+	}
+	n.live[st] = true
 	st.node = n
 	s.log.Info("proxy connected", "node", id, "class", class, "transport", n.transport, "identity", n.identity)
 	if n.cls == nil {
@@ -439,9 +447,13 @@ func (s *Server) response(st *stream, typeURL, nonce, version string, names []st
 	st.sent[typeURL] = append(st.sent[typeURL], sentResponse{nonce: nonce, version: version, names: names})
 	if n := st.node; n != nil {
 		n.pushes++
-		if n.rejected[version] {
+		if n.rejected[version] && n.lastSent[typeURL] == version {
 			n.resentRejected++
 		}
+		if n.lastSent == nil {
+			n.lastSent = map[string]string{}
+		}
+		n.lastSent[typeURL] = version
 		if n.acks(typeURL, version) {
 			n.pending[typeURL] = true
 		}
@@ -455,7 +467,9 @@ func (s *Server) closed(st *stream) {
 		return
 	}
 	n.streams--
+	delete(n.live, st)
 	if n.streams > 0 {
+		s.settle(n)
 		return
 	}
 	n.disconnectedAt = s.opts.Now()
@@ -465,6 +479,27 @@ func (s *Server) closed(st *stream) {
 	n.held = false
 	n.stopRetry()
 	s.log.Info("proxy disconnected", "node", n.id, "class", n.class)
+	s.checkApplied()
+	s.notify()
+}
+
+// settle clears, after one of a node's streams closed, the pending types
+// that only that stream still owed: no remaining stream has a response of
+// the type in flight and the type's last ACK is of the node's version.
+// s.mu is held.
+func (s *Server) settle(n *node) {
+	for t := range n.pending {
+		inFlight := false
+		for o := range n.live {
+			if len(o.sent[t]) > 0 {
+				inFlight = true
+			}
+		}
+		if !inFlight && n.acks(t, n.ackedType[t]) {
+			delete(n.pending, t)
+		}
+	}
+	s.checkSynced(n)
 	s.checkApplied()
 	s.notify()
 }
