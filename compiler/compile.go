@@ -10,7 +10,10 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/weft-dev/weft/schema"
 	"github.com/weft-dev/weft/schema/mesh"
 )
 
@@ -96,7 +99,18 @@ func (r *Result) Class(name string) *Class {
 // Compile turns a validated model into the Envoy resources of every proxy
 // class. It is a pure function: the same model, endpoints and options
 // always give byte-identical resources and snapshot versions.
+//
+// Compile includes the acceptance gate (accept.go): when the model holds
+// a value Envoy would reject, or a resource fails Envoy's checks, the
+// error is a schema.Errors listing every problem with its position, and
+// no result is returned.
 func Compile(m *mesh.Model, eps Endpoints, opts Options) (*Result, error) {
+	return compile(m, eps, opts, true)
+}
+
+// compile is Compile; gate false skips the acceptance gate, for the parity
+// test that shows what Envoy does with what the gate refuses.
+func compile(m *mesh.Model, eps Endpoints, opts Options, gate bool) (*Result, error) {
 	if m == nil {
 		return nil, fmt.Errorf("compiler: nil model")
 	}
@@ -104,9 +118,20 @@ func Compile(m *mesh.Model, eps Endpoints, opts Options) (*Result, error) {
 	if opts.InboundPort == opts.OutboundPort {
 		return nil, fmt.Errorf("compiler: inbound and outbound port are both %d", opts.InboundPort)
 	}
-	c := &compilation{m: m, svcs: resolve(m), eps: eps, opts: opts}
+	c := &compilation{m: m, svcs: resolve(m), eps: eps, opts: opts, gate: gate}
 	c.revision = c.opts.Revision
+	// The acceptance gate, first on the model (exact positions), then on
+	// every class's resources (in class).
+	if gate {
+		stop := timeGate()
+		es := c.acceptModel()
+		stop()
+		if len(es) > 0 {
+			return nil, sortErrors(es)
+		}
+	}
 	res := &Result{}
+	var rejected schema.Errors
 	for _, name := range m.ServiceNames() {
 		svc := c.svcs[name]
 		if svc == nil {
@@ -120,6 +145,10 @@ func Compile(m *mesh.Model, eps Endpoints, opts Options) (*Result, error) {
 			continue
 		}
 		first, err := c.class(svc, versions[0])
+		if es, ok := err.(schema.Errors); ok {
+			rejected = append(rejected, es...)
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("compiler: class %s: %w", ClassName(name, versions[0]), err)
 		}
@@ -129,8 +158,29 @@ func Compile(m *mesh.Model, eps Endpoints, opts Options) (*Result, error) {
 			res.Classes = append(res.Classes, &cl)
 		}
 	}
+	if len(rejected) > 0 {
+		return nil, sortErrors(rejected)
+	}
 	sort.Slice(res.Classes, func(i, j int) bool { return res.Classes[i].Name < res.Classes[j].Name })
 	return res, nil
+}
+
+// sortErrors orders gate errors by position, then message.
+func sortErrors(es schema.Errors) schema.Errors {
+	sort.SliceStable(es, func(i, j int) bool {
+		a, b := es[i].Pos, es[j].Pos
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		if a.Column != b.Column {
+			return a.Column < b.Column
+		}
+		return es[i].Msg < es[j].Msg
+	})
+	return es
 }
 
 // compilation is the state shared by all classes of one Compile call.
@@ -140,6 +190,8 @@ type compilation struct {
 	eps      Endpoints
 	opts     Options
 	revision string
+	gate     bool                // run the acceptance gate
+	regexes  map[string]*problem // the gate's verdict per distinct regex
 }
 
 // classBuilder collects the resources of one class.
@@ -156,6 +208,29 @@ type classBuilder struct {
 }
 
 func (c *compilation) class(svc *mesh.Service, version string) (*Class, error) {
+	cl, packed, err := c.assemble(svc, version)
+	if err != nil {
+		return nil, err
+	}
+	if c.gate {
+		stop := timeGate()
+		fs := c.checkResources(packed, cl.Resources)
+		stop()
+		if len(fs) > 0 {
+			return nil, c.findingErrors(fs, cl.Provenance)
+		}
+	}
+	v, err := snapshotVersion(c.revision, cl.Resources)
+	if err != nil {
+		return nil, err
+	}
+	cl.SnapshotVersion = v
+	return cl, nil
+}
+
+// assemble builds a class's resources and provenance; packed maps the Anys
+// in them to the messages they hold.
+func (c *compilation) assemble(svc *mesh.Service, version string) (*Class, map[*anypb.Any]proto.Message, error) {
 	b := &classBuilder{
 		compilation: c,
 		svc:         svc,
@@ -167,10 +242,10 @@ func (c *compilation) class(svc *mesh.Service, version string) (*Class, error) {
 		origin:      origins{},
 	}
 	if err := b.build(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if b.err != nil {
-		return nil, b.err
+		return nil, nil, b.err
 	}
 	cl := &Class{
 		Name:      ClassName(svc.Name, version),
@@ -196,12 +271,7 @@ func (c *compilation) class(svc *mesh.Service, version string) (*Class, error) {
 		cl.Resources[resource.EndpointType] = append(cl.Resources[resource.EndpointType], b.loads[k])
 	}
 	cl.Provenance = b.origin.provenances(cl.Resources)
-	v, err := snapshotVersion(c.revision, cl.Resources)
-	if err != nil {
-		return nil, err
-	}
-	cl.SnapshotVersion = v
-	return cl, nil
+	return cl, b.packed, nil
 }
 
 func (b *classBuilder) build() error {

@@ -1,9 +1,9 @@
 // Package compiler turns a validated mesh model (package schema/mesh) and
 // the endpoints of its services into the Envoy xDS resources of every
 // proxy class. It is pure: no I/O, no clock, no randomness; the same input
-// gives byte-identical output. It imports only schema/mesh of weft (never
-// policies, reconciler, sidecar or cmd) plus go-control-plane and
-// protobuf.
+// gives byte-identical output. It imports schema/mesh, schema (for its
+// positioned error type) and internal/re2 of weft (never policies,
+// reconciler, sidecar or cmd) plus go-control-plane and protobuf.
 //
 // # API
 //
@@ -163,6 +163,49 @@
 // up to the last rate-limited one, or for an edge service the last one with header rules), where it
 // replaces the service's. Inbound routes set no timeout: the caller's
 // route enforces it.
+//
+// # Acceptance gate
+//
+// Compile never returns configuration Envoy 1.40 would reject: when it
+// finds such a value, it returns no result and a schema.Errors listing
+// every problem, like the loader's (file:line:column of the value, its CUE
+// path, what is wrong, the fix). weft vet, weft build, weft up and the
+// controller all compile, so all refuse the same revisions. Two layers:
+//
+// Model checks, with the exact position of each value:
+//
+//	regexes (path, header match, the :method regex of several methods)
+//	    parse as RE2 and compile to an RE2 program of at most
+//	    RegexProgramSizeLimit (100) instructions, computed as Envoy's RE2
+//	    computes it (internal/re2; Envoy 1.40 compiles regexes as
+//	    Latin-1); an empty regex is refused
+//	header edits (set, add, remove; service and route, request and
+//	    response) never name Host, :authority or another :pseudo-header;
+//	    names are RFC 9110 tokens (Envoy would accept a space, which no
+//	    HTTP peer does); values hold no NUL, CR or LF; names and values
+//	    are at most MaxHeaderBytes (16384) bytes as emitted; one list
+//	    names a header once, ignoring case (else the output would depend
+//	    on map order)
+//	header matches have a non-empty name and no empty prefix
+//	durations are below 9223372036s (Envoy's "Duration out-of-range");
+//	    fault delays, outlier intervals and ejection times are above 0
+//	token buckets fit uint32
+//
+// The backstop, on every emitted resource: go-control-plane's generated
+// ValidateAll (the protoc-gen-validate rules Envoy enforces) on each
+// resource and on each message the compiler packed into an Any, and the
+// regex and header rules above on every RegexMatcher and header mutation
+// found by a walk of the fields that can hold one. A finding there is a
+// gap in the model checks; it is reported at the definition that produced
+// the part (Class.Provenance) with the resource and proto path.
+//
+// Header values are literal text: Envoy reads %NAME% in a header value as
+// a substitution (and rejects "100%"), so every % is emitted as %%.
+//
+// Values the loader already refuses: bytes that are not UTF-8 and U+FFFD
+// (package schema), durations and counts that do not fit the model.
+// testdata/parity holds one small mesh per limit, each run through the
+// real `envoy --mode validate` with and without the gate (TestParity).
 //
 // # Provenance and determinism
 //

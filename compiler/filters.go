@@ -57,14 +57,22 @@ func marshalAny(m proto.Message) (*anypb.Any, error) {
 
 // packer packs messages into Anys and remembers the first failure, so that
 // builders can stay expression-shaped. Failures only come from invalid
-// UTF-8 in user strings.
-type packer struct{ err error }
+// UTF-8 in user strings. It also remembers the message behind each Any, so
+// that the acceptance gate checks it without unmarshaling the bytes.
+type packer struct {
+	err    error
+	packed map[*anypb.Any]proto.Message
+}
 
 func (p *packer) any(m proto.Message) *anypb.Any {
 	a, err := marshalAny(m)
 	if err != nil && p.err == nil {
 		p.err = err
 	}
+	if p.packed == nil {
+		p.packed = map[*anypb.Any]proto.Message{}
+	}
+	p.packed[a] = m
 	return a
 }
 
@@ -228,10 +236,13 @@ func methodMatcher(methods []string) *routev3.HeaderMatcher {
 	}
 	return &routev3.HeaderMatcher{Name: ":method", HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{
 		StringMatch: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{
-			SafeRegex: regex("^(" + strings.Join(methods, "|") + ")$"),
+			SafeRegex: regex(methodsRegex(methods)),
 		}},
 	}}
 }
+
+// methodsRegex is the :method regex of a route with several methods.
+func methodsRegex(methods []string) string { return "^(" + strings.Join(methods, "|") + ")$" }
 
 // securityHeaders is the response preset "security".
 var securityHeaders = [][2]string{
@@ -243,7 +254,8 @@ var securityHeaders = [][2]string{
 
 // headerOps converts header edits: add appends (APPEND_IF_EXISTS_OR_ADD),
 // set and presets overwrite (OVERWRITE_IF_EXISTS_OR_ADD), remove removes.
-// Names are lower-cased; output is sorted by name.
+// Names are lower-cased; output is sorted by name. Values are literal
+// text: every % is written %% (Envoy reads %COMMAND% as a substitution).
 func headerOps(ops *mesh.HeaderOps) (add []*corev3.HeaderValueOption, remove []string) {
 	if ops == nil {
 		return nil, nil
@@ -275,7 +287,7 @@ func headerOps(ops *mesh.HeaderOps) (add []*corev3.HeaderValueOption, remove []s
 
 func headerValue(k, v string, action corev3.HeaderValueOption_HeaderAppendAction) *corev3.HeaderValueOption {
 	return &corev3.HeaderValueOption{
-		Header:       &corev3.HeaderValue{Key: strings.ToLower(k), Value: v},
+		Header:       &corev3.HeaderValue{Key: strings.ToLower(k), Value: escapeHeaderValue(v)},
 		AppendAction: action,
 	}
 }

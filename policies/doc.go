@@ -26,9 +26,13 @@
 //   - The configuration by data (Config): data.weft.config.rules.<rule>
 //     (enabled, only, skip, warn and the rule's own settings) and
 //     data.weft.config.exceptions ({rule, service, environments, reason}).
-//   - `weft vet` (Vet, Report.Write): schema validation then policies for
-//     the base and every environment, reported as text, JSON, SARIF 2.1.0
-//     or GitHub workflow annotations; Explain for `weft vet --explain`.
+//   - `weft vet`'s two steps: Load (schema.LoadContext of the environment
+//     vetted and of every other one, for input.splits, within the limits)
+//     and Check (the engine on each environment vetted); Vet is both.
+//     The report (Report.Write) is text, JSON, SARIF 2.1.0 or GitHub
+//     workflow annotations; Explain is `weft vet --explain`. The gate of
+//     package reconciler/pipeline runs them for vet, build, up and the
+//     controller, and adds the pseudo rule RuleAcceptance.
 //
 // # The rule contract
 //

@@ -28,11 +28,21 @@ var pseudoRules = []*Rule{{
 	Fix:      "fix the file at the position given; `opa check` and `opa test` on the folder show the same errors",
 	Severity: Deny,
 	Builtin:  true,
+}, {
+	ID:    RuleAcceptance,
+	Title: "The mesh compiles into configuration Envoy accepts",
+	Description: "After the schema and the policies, the gate compiles every environment that passed and runs the " +
+		"compiler's acceptance checks on the Envoy configuration it produced, so that whatever `weft vet` accepts, " +
+		"Envoy accepts. Reported by `weft vet` only when acceptance checks are configured; `weft build` and " +
+		"`weft up` always compile.",
+	Fix:      "each error says which field produced the refused configuration and why",
+	Severity: Deny,
+	Builtin:  true,
 }}
 
 // Explain writes the documentation of a rule: its title, severity,
 // source, description, configuration and exceptions. The pseudo rules
-// "schema" and "policy" are documented too.
+// "schema", "policy" and "acceptance" are documented too.
 func (e *Engine) Explain(w io.Writer, id string) error {
 	r, ok := e.rules[id]
 	if !ok {
@@ -69,7 +79,7 @@ func (e *Engine) Explain(w io.Writer, id string) error {
 	if r.Fix != "" {
 		fmt.Fprintf(ew, "\nFix: %s\n", r.Fix)
 	}
-	if r.ID == RuleSchema || r.ID == RulePolicy {
+	if r.ID == RuleSchema || r.ID == RulePolicy || r.ID == RuleAcceptance {
 		return ew.err
 	}
 	fmt.Fprintf(ew, "\nConfiguration (data.weft.config.rules.%s):\n", r.ID)

@@ -31,13 +31,18 @@ const (
 	RuleSchema = "schema"
 	// RulePolicy is a policy file that does not load or compile.
 	RulePolicy = "policy"
+	// RuleAcceptance is a definition that does not compile, or whose
+	// compiled Envoy configuration the acceptance checks refuse (reported
+	// by the gate of package reconciler/pipeline).
+	RuleAcceptance = "acceptance"
 )
 
 // Finding is one result of the gate: a rule's deny or warn, or a schema or
 // policy error reported the same way.
 type Finding struct {
 	// Rule is the rule id: the package path below weft.rules
-	// ("mtls_strict", "team.owner_label"), or RuleSchema / RulePolicy.
+	// ("mtls_strict", "team.owner_label"), or RuleSchema / RulePolicy /
+	// RuleAcceptance.
 	Rule     string   `json:"rule"`
 	Severity Severity `json:"severity"`
 	Msg      string   `json:"msg"`

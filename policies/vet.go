@@ -25,6 +25,8 @@ type VetOptions struct {
 	// PolicyDirs are extra policy folders (`weft vet --policy DIR`),
 	// compiled with the bundle and the repository's policies/ folder.
 	PolicyDirs []string
+	// Limits bound what the loader reads (schema.Options.Limits).
+	Limits schema.Limits
 }
 
 // Report is the outcome of Vet.
@@ -112,23 +114,61 @@ func PolicyDirs(dir string, extra []string) []string {
 	return append(dirs, extra...)
 }
 
-// Vet is `weft vet`: it compiles the policies (the bundle, the
-// repository's policies/ folder, opts.PolicyDirs), loads and validates the
-// environments with schema.Load, and evaluates the policies on each one
-// that loads. A broken policy stops it before anything else (Report.Policy).
-// The error is for failures that are neither the definition's nor the
-// policies' fault.
+// Vet is `weft vet`: Load then Check. A broken policy stops it before
+// anything is evaluated (Report.Policy). The error is for failures that
+// are neither the definition's nor the policies' fault.
 func Vet(ctx context.Context, dir string, opts VetOptions) (*Report, error) {
-	root := schema.ModuleRoot(dir)
-	if opts.Env == "" {
-		// `weft vet DIR/prod` is `weft vet DIR --env prod`: the policies
-		// must know the environment they judge.
-		if env, ok := envOf(dir, root); ok {
-			dir, opts.Env = root, env
-		}
+	l, err := Load(ctx, dir, opts)
+	if err != nil {
+		return nil, err
 	}
-	rep := &Report{Root: root}
-	eng, err := New(ctx, Options{Dirs: PolicyDirs(dir, opts.PolicyDirs), Root: root})
+	return Check(ctx, l, opts)
+}
+
+// Loaded is a mesh repository loaded for vetting: the environments
+// vetted and, for the canary rule's input.splits, every other one.
+type Loaded struct {
+	// Dir is the repository (after schema.ResolveEnv), Root its module
+	// root (absolute).
+	Dir, Root string
+	// Vetted are the environments judged, in order ("" is the base).
+	Vetted []string
+	// Envs are all the environments of the repository.
+	Envs []string
+	// Models and Errs hold each loaded environment's model or error.
+	Models map[string]*mesh.Model
+	Errs   map[string]error
+}
+
+// Load loads what Check judges: opts.Env (resolved with
+// schema.ResolveEnv: `weft vet DIR/prod` is `weft vet DIR --env prod`),
+// or the base and every environment when it is empty, and every other
+// environment for input.splits; concurrently, each within opts.Limits.
+// Failures to load are in Loaded.Errs; the error is ctx's.
+func Load(ctx context.Context, dir string, opts VetOptions) (*Loaded, error) {
+	dir, opts.Env = schema.ResolveEnv(dir, opts.Env)
+	l := &Loaded{Dir: dir, Root: schema.ModuleRoot(dir), Envs: schema.Environments(dir)}
+	l.Vetted = []string{opts.Env}
+	if opts.Env == "" {
+		l.Vetted = append([]string{""}, l.Envs...)
+	}
+	// The canary rule compares an environment's splits with the other
+	// environments': load them all, also when one is vetted.
+	want := map[string]bool{}
+	for _, e := range append(l.Vetted, l.Envs...) {
+		want[e] = true
+	}
+	l.Models, l.Errs = loadAll(ctx, dir, opts, sortedKeys(want))
+	return l, ctx.Err()
+}
+
+// Check compiles the policies (the bundle, the repository's policies/
+// folder, opts.PolicyDirs) and evaluates them on every vetted environment
+// that loaded. A broken policy stops it before anything is evaluated
+// (Report.Policy).
+func Check(ctx context.Context, l *Loaded, opts VetOptions) (*Report, error) {
+	rep := &Report{Root: l.Root}
+	eng, err := New(ctx, Options{Dirs: PolicyDirs(l.Dir, opts.PolicyDirs), Root: l.Root})
 	if err != nil {
 		if es, ok := err.(Errors); ok {
 			rep.Policy = es
@@ -137,28 +177,15 @@ func Vet(ctx context.Context, dir string, opts VetOptions) (*Report, error) {
 		return nil, err
 	}
 	rep.Rules = eng.Rules()
-
-	envs := schema.Environments(dir)
-	vetted := []string{opts.Env}
-	if opts.Env == "" {
-		vetted = append([]string{""}, envs...)
-	}
-	// The canary rule compares an environment's splits with the other
-	// environments': load them all (in parallel), also when one is vetted.
-	want := map[string]bool{}
-	for _, e := range append(vetted, envs...) {
-		want[e] = true
-	}
-	models, errs := loadAll(dir, opts.Revision, sortedKeys(want))
 	splits := map[string]Splits{}
-	for _, e := range envs {
-		if m := models[e]; m != nil {
+	for _, e := range l.Envs {
+		if m := l.Models[e]; m != nil {
 			splits[e] = SplitsOf(m)
 		}
 	}
-	for _, e := range vetted {
+	for _, e := range l.Vetted {
 		er := EnvReport{Name: EnvName(e)}
-		if m := models[e]; m != nil {
+		if m := l.Models[e]; m != nil {
 			fs, err := eng.Eval(ctx, Input{Model: m, Splits: splits})
 			if err != nil {
 				if es, ok := err.(Errors); ok {
@@ -168,37 +195,18 @@ func Vet(ctx context.Context, dir string, opts VetOptions) (*Report, error) {
 				return nil, err
 			}
 			er.Findings, er.Model = fs, m
-		} else if es, ok := errs[e].(schema.Errors); ok {
+		} else if es, ok := l.Errs[e].(schema.Errors); ok {
 			er.Schema = es
 		} else {
-			er.Err = errs[e]
+			er.Err = l.Errs[e]
 		}
 		rep.Envs = append(rep.Envs, er)
 	}
 	return rep, nil
 }
 
-// envOf reports whether dir is one of the environment directories of the
-// repository at root (root/environments/E or root/E), and which.
-func envOf(dir, root string) (string, bool) {
-	abs, err := filepath.Abs(dir)
-	if err != nil || abs == root {
-		return "", false
-	}
-	env := filepath.Base(abs)
-	if p := filepath.Dir(abs); p != root && p != filepath.Join(root, "environments") {
-		return "", false
-	}
-	for _, e := range schema.Environments(root) {
-		if e == env {
-			return env, true
-		}
-	}
-	return "", false
-}
-
 // loadAll loads the environments of dir concurrently.
-func loadAll(dir, revision string, envs []string) (map[string]*mesh.Model, map[string]error) {
+func loadAll(ctx context.Context, dir string, opts VetOptions, envs []string) (map[string]*mesh.Model, map[string]error) {
 	models := make(map[string]*mesh.Model, len(envs))
 	errs := make(map[string]error, len(envs))
 	var mu sync.Mutex
@@ -210,7 +218,7 @@ func loadAll(dir, revision string, envs []string) (map[string]*mesh.Model, map[s
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			m, err := schema.Load(dir, schema.Options{Env: e, Revision: revision})
+			m, err := schema.LoadContext(ctx, dir, schema.Options{Env: e, Revision: opts.Revision, Limits: opts.Limits})
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -1,12 +1,14 @@
 package schema
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 
+	"cuelang.org/go/cue/ast"
 	cueerrors "cuelang.org/go/cue/errors"
 	"cuelang.org/go/cue/token"
 
@@ -107,6 +109,13 @@ func fromCUE(err error, root string) Errors {
 		if isDisjunctionSummary(msg) {
 			continue // its parts are reported on their own
 		}
+		importFailed := msg == "import failed"
+		if importFailed {
+			// CUE's message is only "import failed", on the path of
+			// the importing package; the cause is the wrapped error.
+			path = ""
+		}
+		msg = withCause(ce, msg, root)
 		var user, schema []mesh.Pos
 		for _, tp := range cueerrors.Positions(ce) {
 			p := relPos(tp, root)
@@ -125,6 +134,9 @@ func fromCUE(err error, root string) Errors {
 			e.Pos, e.Also = all[0], all[1:]
 		}
 		e.Fix = cueFix(msg, path, len(user) >= 2 && len(schema) == 0)
+		if importFailed {
+			e.Fix = importFix
+		}
 		key := e.Error()
 		if seen[key] {
 			continue
@@ -270,4 +282,50 @@ func lastElem(path string) string {
 		return strings.TrimSuffix(path[i+1:], "]")
 	}
 	return path
+}
+
+// attachEmbeds returns the loader's refusals; a refused file that a CUE
+// error names (an @embed of it) gets that error's position, the line of
+// the @embed attribute, first.
+func attachEmbeds(refused, cueErrs Errors) Errors {
+	return refused
+}
+
+// placeUnpositioned gives an error that CUE reported without a position
+// (a structural cycle in a definition) the position where its path is
+// written in the package's files.
+func placeUnpositioned(es Errors, files []*ast.File, root string) Errors {
+	var all mesh.Positions
+	for _, e := range es {
+		if e.Pos.IsValid() || e.Path == "" {
+			continue
+		}
+		if all == nil {
+			all, _ = walkPositions(files, root, true)
+		}
+		if p := all.Lookup(e.Path); p.IsValid() {
+			e.Pos = p
+		}
+	}
+	return es.sorted()
+}
+
+const importFix = "import the CUE standard library, weft.dev/weft or a package of this module (cue.mod/pkg included): weft does not download CUE modules"
+
+// withCause appends to msg the causes CUE wrapped in ce and left out of
+// its message (`import failed` alone, `@embed` alone): `import failed:
+// cannot find package "example.com/x": ...`.
+func withCause(ce cueerrors.Error, msg, root string) string {
+	for err := errors.Unwrap(ce); err != nil; err = errors.Unwrap(err) {
+		text := err.Error()
+		if ie, ok := err.(cueerrors.Error); ok {
+			f, a := ie.Msg()
+			text = fmt.Sprintf(f, a...)
+		}
+		text = strings.TrimSpace(strings.ReplaceAll(text, root+string(filepath.Separator), ""))
+		if text != "" && !strings.Contains(msg, text) {
+			msg += ": " + text
+		}
+	}
+	return msg
 }

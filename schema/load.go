@@ -1,13 +1,12 @@
 package schema
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/build"
@@ -20,29 +19,47 @@ import (
 // Options select what to load.
 type Options struct {
 	// Env names the environment overlay: DIR/environments/<Env> (or
-	// DIR/<Env>) unified with the base. Empty loads the directory as is.
+	// DIR/<Env>) unified with the base. Empty loads the directory as is,
+	// or, when the directory is itself an environment directory of its
+	// module, that environment (ResolveEnv).
 	Env string
 	// Revision is recorded in the model (the git commit, for example).
 	Revision string
+	// Limits bound what is read (zero: the defaults).
+	Limits Limits
 }
 
 // Load reads the mesh repository at dir and returns its validated model.
 // The error, if any, is an Errors value listing every problem found.
 func Load(dir string, opts Options) (*mesh.Model, error) {
+	return LoadContext(context.Background(), dir, opts)
+}
+
+// LoadContext is Load whose reading of files stops when ctx ends (the
+// error then wraps ctx.Err()). CUE's evaluation itself cannot be
+// interrupted: a caller that needs a deadline runs LoadContext where an
+// overrun can be abandoned (package reconciler/pipeline does).
+//
+// Only regular files inside the CUE module are read, within opts.Limits:
+// a symbolic link out of the module, a device, FIFO or socket, a file
+// over the per-file limit or a read past the total limit is an Error
+// naming the file — for CUE files and @embed alike.
+func LoadContext(ctx context.Context, dir string, opts Options) (*mesh.Model, error) {
+	dir, opts.Env = ResolveEnv(dir, opts.Env)
 	absDir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", dir, err)
 	}
-	instDir, err := envDir(absDir, opts.Env)
+	instDir, err := EnvDir(absDir, opts.Env)
 	if err != nil {
 		return nil, err
 	}
 	root := moduleRoot(instDir, absDir)
-	v, pos, err := evaluate(instDir, root)
+	v, pos, vroot, err := evaluate(ctx, instDir, root, opts.Limits)
 	if err != nil {
 		return nil, err
 	}
-	m, err := decode(v, root)
+	m, err := decode(v, vroot, pos)
 	if err != nil {
 		return nil, err
 	}
@@ -53,45 +70,6 @@ func Load(dir string, opts Options) (*mesh.Model, error) {
 		return nil, es.sorted()
 	}
 	return m, nil
-}
-
-// envDir finds the directory of an environment.
-func envDir(dir, env string) (string, error) {
-	if env == "" {
-		return dir, nil
-	}
-	if strings.ContainsAny(env, `/\`) || env == "." || env == ".." {
-		return "", fmt.Errorf("environment %q: must be a directory name such as dev", env)
-	}
-	for _, d := range []string{filepath.Join(dir, "environments", env), filepath.Join(dir, env)} {
-		if fi, err := os.Stat(d); err == nil && fi.IsDir() {
-			return d, nil
-		}
-	}
-	return "", fmt.Errorf("environment %q: no directory %s or %s (known: %s)",
-		env, filepath.Join(dir, "environments", env), filepath.Join(dir, env), strings.Join(Environments(dir), ", "))
-}
-
-// Environments lists the environment overlays of a mesh repository: the
-// subdirectories of DIR/environments, or else of DIR, holding CUE files.
-func Environments(dir string) []string {
-	for _, base := range []string{filepath.Join(dir, "environments"), dir} {
-		var envs []string
-		entries, _ := os.ReadDir(base)
-		for _, e := range entries {
-			if !e.IsDir() || e.Name() == "cue.mod" || strings.HasPrefix(e.Name(), ".") {
-				continue
-			}
-			if files, _ := filepath.Glob(filepath.Join(base, e.Name(), "*.cue")); len(files) > 0 {
-				envs = append(envs, e.Name())
-			}
-		}
-		if len(envs) > 0 {
-			sort.Strings(envs)
-			return envs
-		}
-	}
-	return nil
 }
 
 // moduleRoot is the nearest directory at or above dir holding cue.mod, or
@@ -109,50 +87,86 @@ func moduleRoot(dir, fallback string) string {
 	}
 }
 
-// evaluate loads and evaluates the instance in dir with weft's own schema
-// overlaid, so the repository's copy (written by `weft init`) can never
-// disagree with the binary that compiles it.
-func evaluate(dir, root string) (cue.Value, mesh.Positions, error) {
-	overlay := map[string]load.Source{
-		filepath.Join(root, SchemaFile): load.FromBytes(schemaSource),
+// evaluate loads and evaluates the instance in dir. The module is read
+// by readSource alone; cue/load sees those files only, as an overlay on a
+// directory that does not exist on disk (so it cannot fall back to
+// reading anything itself), with weft's own schema at SchemaFile: the
+// repository's copy (written by `weft init`) can never disagree with the
+// binary that compiles it. No CUE registry is consulted (noRegistry).
+// Positions are relative to the module root either way.
+func evaluate(ctx context.Context, dir, root string, limits Limits) (v cue.Value, pos mesh.Positions, vroot string, err error) {
+	src, err := readSource(ctx, root, limits)
+	if err != nil {
+		return cue.Value{}, nil, "", fmt.Errorf("load %s: %w", root, err)
 	}
-	modFile := filepath.Join(root, "cue.mod", "module.cue")
-	if _, err := os.Stat(modFile); err != nil {
-		overlay[modFile] = load.FromString("module: \"weft.local/mesh\"\nlanguage: version: \"v0.17.0\"\n")
+	if r := src.Refused(); len(r) > 0 {
+		return cue.Value{}, nil, "", r
 	}
-	cfg := &load.Config{Dir: dir, ModuleRoot: root, Overlay: overlay}
+	rel, err := filepath.Rel(root, dir)
+	if err != nil {
+		return cue.Value{}, nil, "", fmt.Errorf("load %s: %w", dir, err)
+	}
+	vroot, cleanup, err := virtualRoot()
+	if err != nil {
+		return cue.Value{}, nil, "", err
+	}
+	defer cleanup()
+	overlay := make(map[string]load.Source, len(src.files)+2)
+	for name, b := range src.files {
+		overlay[filepath.Join(vroot, filepath.FromSlash(name))] = load.FromBytes(b)
+	}
+	overlay[filepath.Join(vroot, SchemaFile)] = load.FromBytes(schemaSource)
+	if _, ok := src.files["cue.mod/module.cue"]; !ok {
+		overlay[filepath.Join(vroot, "cue.mod", "module.cue")] = load.FromString("module: \"weft.local/mesh\"\nlanguage: version: \"v0.17.0\"\n")
+	}
+	cfg := &load.Config{Dir: filepath.Join(vroot, rel), ModuleRoot: vroot, Overlay: overlay, Registry: noRegistry{}}
 	insts := load.Instances([]string{"."}, cfg)
 	if len(insts) != 1 {
-		return cue.Value{}, nil, fmt.Errorf("load %s: expected one CUE package, found %d", dir, len(insts))
+		return cue.Value{}, nil, "", fmt.Errorf("load %s: expected one CUE package, found %d", dir, len(insts))
 	}
 	inst := insts[0]
 	if inst.Err != nil {
-		return cue.Value{}, nil, fromCUE(inst.Err, root)
+		return cue.Value{}, nil, "", fromCUE(inst.Err, vroot)
 	}
-	if es := checkImport(inst, root); len(es) > 0 {
-		return cue.Value{}, nil, es
+	if es := checkImport(inst, vroot); len(es) > 0 {
+		return cue.Value{}, nil, "", es
 	}
-	pos, es := positions(inst.Files, root)
+	if es := checkSourceUTF8(inst, vroot, src.files); len(es) > 0 {
+		return cue.Value{}, nil, "", es.sorted()
+	}
+	pos, es := positions(inst.Files, vroot)
 	if len(es) > 0 {
-		return cue.Value{}, nil, es.sorted()
+		return cue.Value{}, nil, "", es.sorted()
 	}
-	v := cuecontext.New().BuildInstance(inst)
+	v = cuecontext.New().BuildInstance(inst)
 	if err := v.Err(); err != nil {
-		return cue.Value{}, nil, preferWritten(simplify(fromCUE(err, root), spansOf(inst.Files, root)), pos)
+		return cue.Value{}, nil, "", placeUnpositioned(preferWritten(simplify(fromCUE(err, vroot), spansOf(inst.Files, vroot)), pos), inst.Files, vroot)
 	}
 	mv := v.LookupPath(cue.ParsePath("mesh"))
 	if !mv.Exists() {
-		return cue.Value{}, nil, Errors{{
-			Pos:  fileStart(inst, root),
+		return cue.Value{}, nil, "", Errors{{
+			Pos:  fileStart(inst, vroot),
 			Path: "mesh",
 			Msg:  "no mesh field in package " + inst.PkgName,
 			Fix:  `declare the mesh: import "weft.dev/weft" and write mesh: weft.#Mesh & {name: ..., trustDomain: ..., services: {...}}`,
 		}}
 	}
 	if err := mv.Validate(cue.Concrete(true), cue.Final()); err != nil {
-		return cue.Value{}, nil, preferWritten(simplify(fromCUE(err, root), spansOf(inst.Files, root)), pos)
+		return cue.Value{}, nil, "", placeUnpositioned(preferWritten(simplify(fromCUE(err, vroot), spansOf(inst.Files, vroot)), pos), inst.Files, vroot)
 	}
-	return mv, pos, nil
+	return mv, pos, vroot, nil
+}
+
+// virtualRoot returns a path that does not exist on disk and that no one
+// else can create (it is inside a fresh directory of mode 0700): the
+// loader's overlay is mounted there, so that cue/load, which reads the
+// disk for whatever its overlay lacks, finds nothing but the overlay.
+func virtualRoot() (string, func(), error) {
+	tmp, err := os.MkdirTemp("", "weft-load-")
+	if err != nil {
+		return "", nil, fmt.Errorf("load: %w", err)
+	}
+	return filepath.Join(tmp, "module"), func() { os.RemoveAll(tmp) }, nil
 }
 
 // preferWritten makes the primary position of each error the place where
@@ -220,15 +234,20 @@ func fileStart(inst *build.Instance, root string) mesh.Pos {
 	return mesh.Pos{File: f, Line: 1, Column: 1}
 }
 
-// decode turns the validated CUE value into the model and records where
-// every field was written.
-func decode(v cue.Value, root string) (*mesh.Model, error) {
+// decode turns the validated CUE value into the model; a U+FFFD anywhere
+// in it is an error (utf8.go).
+func decode(v cue.Value, root string, pos mesh.Positions) (*mesh.Model, error) {
 	var m mesh.Model
 	// MarshalJSON + encoding/json allocates a third less than Value.Decode
 	// (measured on the 1,000-service benchmark); the JSON tags are the contract.
 	b, err := v.MarshalJSON()
 	if err == nil {
-		err = json.Unmarshal(b, &m)
+		if es := checkReplacementChars(v, b, pos); len(es) > 0 {
+			return nil, es.sorted()
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, decodeErrors(err, v, pos)
+		}
 	}
 	if err != nil {
 		var es Errors

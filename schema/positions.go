@@ -24,6 +24,12 @@ import (
 // as a list (the form before routes were keyed by name) are returned as
 // errors.
 func positions(files []*ast.File, root string) (mesh.Positions, Errors) {
+	return walkPositions(files, root, false)
+}
+
+// walkPositions is positions; all records every field, not only those
+// below mesh (definitions too).
+func walkPositions(files []*ast.File, root string, all bool) (mesh.Positions, Errors) {
 	type file struct {
 		rel string
 		f   *ast.File
@@ -42,7 +48,7 @@ func positions(files []*ast.File, root string) (mesh.Positions, Errors) {
 	ps := mesh.Positions{}
 	var es Errors
 	for _, f := range fs {
-		w := posWalker{ps: ps, file: f.rel, errs: &es}
+		w := posWalker{ps: ps, file: f.rel, errs: &es, all: all}
 		for _, d := range f.f.Decls {
 			w.walk(d, "")
 		}
@@ -60,10 +66,11 @@ type posWalker struct {
 	ps   mesh.Positions
 	file string
 	errs *Errors
+	all  bool
 }
 
 func (w posWalker) record(path string, n ast.Node) {
-	if path != "mesh" && !strings.HasPrefix(path, "mesh.") && !strings.HasPrefix(path, "mesh[") {
+	if !w.all && path != "mesh" && !strings.HasPrefix(path, "mesh.") && !strings.HasPrefix(path, "mesh[") {
 		return
 	}
 	if p := n.Pos(); p.IsValid() {
@@ -84,6 +91,9 @@ func (w posWalker) walk(n ast.Node, path string) {
 			return // a pattern or dynamic label: no fixed path
 		}
 		p := mesh.Label(name)
+		if id, ok := x.Label.(*ast.Ident); ok && strings.HasPrefix(id.Name, "#") {
+			p = id.Name // a definition: CUE's paths name it as written
+		}
 		if path != "" {
 			p = path + "." + p
 		}

@@ -67,3 +67,28 @@ func TestScaffoldPassesRealCUEVet(t *testing.T) {
 		t.Fatalf("cue vet accepted a negative rate limit: %v\n%s", err, out)
 	}
 }
+
+// TestScaffoldGitIgnore: weft init writes a .gitignore keeping weft's
+// state and build output out of git, and completes an existing one
+// without duplicating lines.
+func TestScaffoldGitIgnore(t *testing.T) {
+	dir := t.TempDir()
+	if err := schema.Scaffold(dir, "example.com/mesh"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, ".gitignore"))
+	if err != nil || !strings.Contains(string(b), "\n/.weft/\n") || !strings.Contains(string(b), "\n/out/\n") {
+		t.Fatalf(".gitignore = %q, %v", b, err)
+	}
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, ".gitignore"), []byte("node_modules/\n/out/"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.Scaffold(other, "example.com/mesh"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(filepath.Join(other, ".gitignore"))
+	if got := string(b); got != "node_modules/\n/out/\n# weft: local state and build output\n/.weft/\n" {
+		t.Errorf("completed .gitignore = %q", got)
+	}
+}

@@ -139,6 +139,52 @@ func TestVetReportsEveryErrorWithPositionAndExitsOne(t *testing.T) {
 	}
 }
 
+// TestVetRunsTheAcceptanceGate: values Envoy would reject fail weft vet and
+// weft build like schema errors, each with file:line:column, field, what
+// is wrong and the fix; build writes nothing.
+func TestVetRunsTheAcceptanceGate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mesh")
+	weftRun(t, ".", "init", dir)
+	bad := "package mesh\n" +
+		"mesh: services: api: routes: adv: {match: path: regex: \"^/v4/advisory/[0-9a-z-]{36}/clone$\"}\n" +
+		"mesh: services: api: headers: request: set: Host: \"api.internal\"\n"
+	if err := os.MkdirAll(filepath.Join(dir, "environments", "qa"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "environments", "qa", "bad.cue"), []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wants := []string{
+		"qa: 2 problem(s)",
+		"environments/qa/bad.cue:2:49: mesh.services.api.routes.adv.match.path.regex: regex \"^/v4/advisory/[0-9a-z-]{36}/clone$\" compiles to an RE2 program of 118 instructions; Envoy rejects more than 100",
+		"fix: simplify it",
+		"environments/qa/bad.cue:3:45: mesh.services.api.headers.request.set.Host: Envoy does not let a route change the Host header",
+		"rewrite: {host:",
+	}
+	r := weftRun(t, dir, "vet", ".", "--env", "qa")
+	if r.code != 1 {
+		t.Fatalf("vet: exit code %d, want 1; stderr:\n%s", r.code, r.stderr)
+	}
+	for _, want := range wants {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("vet: stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	r = weftRun(t, dir, "build", ".", "--env", "qa", "-o", out)
+	if r.code != 1 {
+		t.Fatalf("build: exit code %d, want 1; stderr:\n%s", r.code, r.stderr)
+	}
+	for _, want := range wants[1:] {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("build: stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("build of a rejected revision created %s", out)
+	}
+}
+
 // TestBuildIsDeterministic builds every example environment twice with the
 // CLI and compares every byte.
 func TestBuildIsDeterministic(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-dev/weft/reconciler/pipeline"
 	"github.com/weft-dev/weft/up"
 )
 
@@ -44,7 +45,7 @@ func TestPolicyDenyCommit(t *testing.T) {
 	writeMesh(t, repo, gatedMesh)
 	git(t, repo, "add", ".")
 	git(t, repo, "commit", "-q", "-m", "initial")
-	tm := startMesh(t, repo, func(o *up.Options) { o.Poll = 100 * time.Millisecond; o.Gate = up.PolicyGate(nil) })
+	tm := startMesh(t, repo, func(o *up.Options) { o.Poll = 100 * time.Millisecond; o.Gate = &pipeline.Gate{} })
 	good := tm.Server().Revision()
 
 	// 50/50 and no timeout on the route: route_timeout denies it.

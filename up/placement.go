@@ -1,8 +1,11 @@
 package up
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 	"sync"
 
@@ -25,8 +28,9 @@ type Instance struct {
 	Ports    []uint32
 	AppPorts map[uint32]uint32 // service port -> the app's port on IP
 	// AdminSocket is the unix socket of Envoy's admin interface
-	// (<state>/run/<node id>/envoy-admin.sock, mode 0600): reach it with
-	// `curl --unix-socket PATH http://envoy/stats`.
+	// (<runtime>/<node id>.admin.sock, mode 0600, in the private runtime
+	// directory): reach it with `curl --unix-socket PATH
+	// http://envoy/stats`.
 	AdminSocket string
 	// Command is the app's command line (empty: the built-in demo app).
 	Command []string
@@ -105,6 +109,18 @@ func (p *placements) perNode(nodeID string, c *compiler.Class) (*compiler.Class,
 		return nil, fmt.Errorf("node %s is an instance of %s, not %s", nodeID, in.Class, c.Name)
 	}
 	return compiler.Localize(c, in.Placement())
+}
+
+// adminSocketPath is the unix socket of Envoy's admin of node nodeID in
+// the runtime directory (next to the agent's socket, socketPath), hashed
+// like it when the name would be too long for a unix socket.
+func adminSocketPath(runtime, nodeID string) string {
+	p := filepath.Join(runtime, nodeID+".admin.sock")
+	if len(p) <= maxSocketPath {
+		return p
+	}
+	sum := sha256.Sum256([]byte(nodeID))
+	return filepath.Join(runtime, hex.EncodeToString(sum[:])[:16]+".admin.sock")
 }
 
 // freePort asks the kernel for a free TCP port on ip.

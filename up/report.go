@@ -13,6 +13,13 @@ import (
 // published them. It follows the current xDS server across control-plane
 // restarts, until the mesh stops.
 func (m *Mesh) reportRollbacks() {
+	select { // the control plane starts with the first revision that loads
+	case <-m.started:
+	case <-m.done:
+		return
+	case <-m.ctx.Done():
+		return
+	}
 	reported := map[string]bool{}
 	for {
 		srv := m.Server()

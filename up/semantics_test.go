@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/weft-dev/weft/internal/tooltest"
+	"github.com/weft-dev/weft/reconciler/pipeline"
 	"github.com/weft-dev/weft/up"
 	"github.com/weft-dev/weft/up/demoapp"
 )
@@ -298,7 +299,7 @@ func TestSplitOnIdleVersionDenied(t *testing.T) {
 	writeMesh(t, repo, idle)
 	git(t, repo, "add", ".")
 	git(t, repo, "commit", "-q", "-m", "initial")
-	tm := startMesh(t, repo, func(o *up.Options) { o.Gate = up.PolicyGate(nil) })
+	tm := startMesh(t, repo, func(o *up.Options) { o.Gate = &pipeline.Gate{} })
 	good := tm.Server().Revision()
 
 	bad := commit(t, repo, strings.Replace(idle, "to: {v1: 100, v2: 0}", "to: {v1: 90, v2: 10}", 1))

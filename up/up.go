@@ -25,6 +25,8 @@ import (
 	cav1 "github.com/weft-dev/weft/reconciler/api/ca/v1"
 	"github.com/weft-dev/weft/reconciler/api/status"
 	"github.com/weft-dev/weft/reconciler/ca"
+	"github.com/weft-dev/weft/reconciler/pipeline"
+	"github.com/weft-dev/weft/reconciler/pipeline/source"
 	"github.com/weft-dev/weft/reconciler/xds"
 	"github.com/weft-dev/weft/schema"
 	"github.com/weft-dev/weft/schema/mesh"
@@ -43,13 +45,10 @@ type SidecarRunner func(ctx context.Context, a *agent.Agent) error
 // environment `weft up` gives it (see docs/local-mode.md).
 type AppRunner func(ctx context.Context, in *Instance, env []string) error
 
-// GateFunc builds the vet step for the revision checked out at dir (its
-// policies/ folder may differ from one revision to the next).
-type GateFunc func(ctx context.Context, dir string) (xds.VetFunc, error)
-
 // Options configure a local mesh.
 type Options struct {
-	// Dir is the mesh repository (or an environment directory in it).
+	// Dir is the mesh repository (or an environment directory in it:
+	// schema.ResolveEnv).
 	Dir string
 	// Env is the environment overlay (schema.Options.Env).
 	Env string
@@ -58,10 +57,17 @@ type Options struct {
 	// is a subdirectory of the repository.
 	Branch    string
 	BranchSet bool
-	// StateDir holds the CA root, tokens, sockets, bootstraps, the
-	// status address (default Dir/.weft).
+	// StateDir holds the CA root, tokens, bootstraps, logs, git exports
+	// and the status address (default: DefaultStateDir, outside the
+	// repository). One inside a git work tree that git does not ignore is
+	// refused.
 	StateDir string
-	// Poll is the interval of the git/directory poll (default 1s).
+	// AllowInsecureKeyPermissions loads a CA root key that group or
+	// others may read, with a warning, instead of refusing it.
+	AllowInsecureKeyPermissions bool
+	// Poll is the interval of the git/directory poll, and the first
+	// delay of the retries of a failing source or revision (default 1s;
+	// the retries back off to at most 30s).
 	Poll time.Duration
 	// IPBase is the first instance address (default 127.0.1.1).
 	IPBase string
@@ -78,11 +84,10 @@ type Options struct {
 	// Concurrency is every Envoy's number of worker threads (0:
 	// agent.DefaultConcurrency, 2; see docs/local-mode.md).
 	Concurrency int
-	// Vet is an extra vet step (nil: none).
-	Vet xds.VetFunc
-	// Gate builds the policy gate of each revision (nil: none; the CLI
-	// uses PolicyGate).
-	Gate GateFunc
+	// Gate is the gate of every revision: policies, acceptance checks,
+	// limits (nil: a gate without policies, default limits; the CLI
+	// gives the policies of weft vet).
+	Gate *pipeline.Gate
 	// RunSidecar runs an agent (default: the in-process agent).
 	RunSidecar SidecarRunner
 	// RunApp runs an app (default: DefaultAppRunner(os.Executable())).
@@ -99,15 +104,17 @@ type Options struct {
 
 // Mesh is a running local mesh.
 type Mesh struct {
-	opts   Options
-	log    *slog.Logger
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	done   chan struct{}
-	err    error
+	opts     Options
+	log      *slog.Logger
+	ctx      context.Context
+	cancel   context.CancelFunc
+	done     chan struct{}
+	started  chan struct{} // closed once the control plane runs
+	startErr error         // why it could not start
 
-	src         source
+	pipeline    *pipeline.Pipeline
+	follower    *pipeline.Follower
+	runtime     string // the agents' sockets
 	trustDomain string
 	ca          *ca.CA
 	auth        *ca.TokenAuthenticator
@@ -122,17 +129,12 @@ type Mesh struct {
 
 	statusSrv  *http.Server
 	statusAddr string
-	pipeline   *xds.Pipeline
 
-	mu          sync.Mutex
-	ips         *ipAllocator
-	instances   map[string]*runningInstance // by node id
-	placed      *placements
-	pending     *mesh.Model // the model the pipeline is compiling
-	lastGood    *mesh.Model // the model being served
-	lastGoodRev revision    // its revision
-	gate        xds.VetFunc // the policy gate of the revision being applied
-	changed     chan struct{}
+	mu        sync.Mutex
+	ips       *ipAllocator
+	instances map[string]*runningInstance // by node id
+	placed    *placements
+	changed   chan struct{}
 }
 
 type runningInstance struct {
@@ -147,11 +149,76 @@ type serverPair struct {
 	srv interface{ Stop() }
 }
 
-// Start starts the local mesh: it waits for the first revision that
-// loads (its trust domain is the CA's), starts the CA, the xDS server and
-// the status endpoint, serves the revision and runs its instances; then
-// it keeps following the source until ctx ends or Stop.
+// Start starts the local mesh: it follows the source (package
+// reconciler/pipeline/source) through the pipeline (reconciler/pipeline);
+// the first revision that loads gives the trust domain, and then the CA,
+// the xDS server and the status endpoint start; every revision served
+// starts and stops instances to match it. Start returns once the control
+// plane runs (or with why it cannot start); the mesh keeps following the
+// source until ctx ends or Stop.
 func Start(ctx context.Context, o Options) (*Mesh, error) {
+	if err := defaults(&o); err != nil {
+		return nil, err
+	}
+	state, err := filepath.Abs(o.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	o.StateDir = state
+	if err := checkStateDir(state); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(state, "run"), 0o700); err != nil {
+		return nil, err
+	}
+	ips, err := newIPAllocator(o.IPBase)
+	if err != nil {
+		return nil, err
+	}
+	gate := o.Gate
+	if gate == nil {
+		gate = &pipeline.Gate{NoPolicies: true}
+	}
+	src, err := source.New(source.Options{Dir: o.Dir, Branch: o.Branch, BranchSet: o.BranchSet, Poll: o.Poll,
+		ExportDir: filepath.Join(state, "run"), MaxFileBytes: gate.MaxFileBytes()})
+	if err != nil {
+		return nil, fmt.Errorf("up: %w", err)
+	}
+	rt, err := runtimeDir(state)
+	if err != nil {
+		return nil, err
+	}
+	m := &Mesh{opts: o, log: o.Log, runtime: rt, ips: ips, instances: map[string]*runningInstance{}, placed: newPlacements(),
+		done: make(chan struct{}), started: make(chan struct{}), changed: make(chan struct{})}
+	m.ctx, m.cancel = context.WithCancel(ctx)
+	m.pipeline = &pipeline.Pipeline{Gate: gate, Env: o.Env, Check: m.check, Endpoints: m.endpoints, Publisher: (*publisher)(m)}
+	m.follower = &pipeline.Follower{Source: src, Pipeline: m.pipeline, Served: m.served, Report: m.report,
+		Backoff: pipeline.Backoff{Initial: o.Poll, Max: max(30*time.Second, o.Poll)}}
+	if o.Env != "" {
+		fmt.Fprintf(o.Out, "weft up: environment %s of %s\n", o.Env, o.Dir)
+	}
+	fmt.Fprintf(o.Out, "weft up: following %s; state in %s\n", src, state)
+	go func() {
+		_ = m.follower.Run(m.ctx)
+		m.stopAll()
+		close(m.done)
+	}()
+	go m.reportRollbacks()
+	select {
+	case <-m.started:
+		return m, nil
+	case <-m.done:
+		m.stopControlPlane()
+		_ = os.RemoveAll(rt)
+		if m.startErr != nil {
+			return nil, m.startErr
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// defaults fills in o's defaults and resolves its environment.
+func defaults(o *Options) error {
 	if o.Branch == "" {
 		o.Branch = "main"
 	}
@@ -164,14 +231,11 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 	if o.StatusAddr == "" {
 		o.StatusAddr = "127.0.0.1:0"
 	}
-	if o.StateDir == "" {
-		o.StateDir = filepath.Join(o.Dir, ".weft")
-	}
 	if o.Envoy == "" {
 		o.Envoy = "envoy"
 	}
 	if o.Concurrency < 0 {
-		return nil, fmt.Errorf("up: concurrency %d: want 1 or more Envoy worker threads (0: %d)", o.Concurrency, agent.DefaultConcurrency)
+		return fmt.Errorf("up: concurrency %d: want 1 or more Envoy worker threads (0: %d)", o.Concurrency, agent.DefaultConcurrency)
 	}
 	if o.Out == nil {
 		o.Out = io.Discard
@@ -185,97 +249,59 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 	if o.RunApp == nil {
 		exe, err := os.Executable()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		o.RunApp = ExecAppRunner(exe)
 	}
-	o.Dir, o.Env = environmentOf(o.Dir, o.Env)
-	state, err := filepath.Abs(o.StateDir)
-	if err != nil {
-		return nil, err
-	}
-	o.StateDir = state
-	if err := os.MkdirAll(filepath.Join(state, "run"), 0o700); err != nil {
-		return nil, err
-	}
-	ips, err := newIPAllocator(o.IPBase)
-	if err != nil {
-		return nil, err
-	}
-	src, err := newSource(o.Dir, o.Branch, o.BranchSet, o.Poll, filepath.Join(state, "run"))
-	if err != nil {
-		return nil, err
-	}
-	m := &Mesh{opts: o, log: o.Log, src: src, ips: ips, instances: map[string]*runningInstance{}, placed: newPlacements(),
-		done: make(chan struct{}), changed: make(chan struct{})}
-	m.ctx, m.cancel = context.WithCancel(ctx)
-	if o.Env != "" {
-		fmt.Fprintf(o.Out, "weft up: environment %s of %s\n", o.Env, o.Dir)
-	}
-	fmt.Fprintf(o.Out, "weft up: following %s\n", src.Describe())
-
-	// The first revision that loads gives the trust domain.
-	var first revision
-	for {
-		rev, err := src.Next(m.ctx)
+	o.Dir, o.Env = schema.ResolveEnv(o.Dir, o.Env)
+	if o.StateDir == "" {
+		d, err := DefaultStateDir(o.Dir, o.Env)
 		if err != nil {
-			m.cancel()
-			return nil, err
+			return err
 		}
-		model, err := schema.Load(rev.Dir, schema.Options{Env: o.Env, Revision: rev.Name})
-		if err == nil {
-			m.trustDomain = model.TrustDomain
-			first = rev
-			break
-		}
-		fmt.Fprintf(o.Out, "weft up: revision %s does not load, waiting for the next one:\n%v\n", rev.Name, err)
-		if rev.cleanup != nil {
-			rev.cleanup()
-		}
+		o.StateDir = d
 	}
-	if err := m.startControlPlane(); err != nil {
-		m.cancel()
-		m.stopControlPlane()
-		return nil, err
-	}
-	m.wg.Add(1)
-	go m.loop(first)
-	go m.reportRollbacks()
-	go func() {
-		m.wg.Wait()
-		close(m.done)
-	}()
-	return m, nil
+	return nil
 }
 
-// environmentOf turns an environment directory (environments/dev) into
-// its repository and environment name, so that it loads, and is vetted
-// by the policies, exactly as `weft vet REPO --env dev` does.
-func environmentOf(dir, env string) (string, string) {
-	if env != "" {
-		return dir, env
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return dir, env
-	}
-	root := schema.ModuleRoot(abs)
-	rel, err := filepath.Rel(root, abs)
-	if err != nil || rel == "." {
-		return dir, env
-	}
-	for _, e := range schema.Environments(root) {
-		if rel == e || rel == filepath.Join("environments", e) {
-			return root, e
+// check is the pipeline's Check: the first model that loads starts the
+// control plane with its trust domain, which is fixed from then on (the
+// CA's).
+func (m *Mesh) check(model *mesh.Model) error {
+	if m.trustDomain == "" {
+		m.trustDomain = model.TrustDomain
+		if err := m.startControlPlane(); err != nil {
+			m.startErr = err
+			m.cancel()
+			return err
 		}
+		close(m.started)
 	}
-	return dir, env
+	if model.TrustDomain != m.trustDomain {
+		return fmt.Errorf("trust domain changed from %q to %q: restart weft up to change it", m.trustDomain, model.TrustDomain)
+	}
+	return nil
+}
+
+// publisher is the pipeline's Publisher: the current xDS server (a
+// restart replaces it).
+type publisher Mesh
+
+func (p *publisher) Publish(rev string, res *compiler.Result) error {
+	return (*Mesh)(p).Server().Publish(rev, res)
+}
+
+func (p *publisher) RecordFailure(rev, step string, err error) {
+	if s := (*Mesh)(p).Server(); s != nil { // none before the first revision that loads
+		s.RecordFailure(rev, step, err)
+	}
 }
 
 func (m *Mesh) startControlPlane() error {
 	o := m.opts
 	var err error
-	m.ca, err = ca.New(ca.Config{TrustDomain: m.trustDomain, StateDir: filepath.Join(o.StateDir, "ca"), MinTTL: o.CAMinTTL})
+	m.ca, err = ca.New(ca.Config{TrustDomain: m.trustDomain, StateDir: filepath.Join(o.StateDir, "ca"), MinTTL: o.CAMinTTL,
+		AllowInsecureKeyPermissions: o.AllowInsecureKeyPermissions, Log: m.log})
 	if err != nil {
 		return err
 	}
@@ -305,8 +331,6 @@ func (m *Mesh) startControlPlane() error {
 	if err := m.startXDS("127.0.0.1:0"); err != nil {
 		return err
 	}
-	m.pipeline = &xds.Pipeline{Server: m.server, Env: o.Env, Vet: m.vet, Endpoints: m.endpoints}
-
 	ln, err := net.Listen("tcp", o.StatusAddr)
 	if err != nil {
 		return fmt.Errorf("status endpoint: %w", err)
@@ -372,16 +396,9 @@ func (m *Mesh) RestartControlPlane(down time.Duration) error {
 	if err := m.startXDS(addr); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.pipeline.Server = m.Server()
-	m.gate = nil // the revision was vetted when it was first served
-	if m.lastGoodRev.Name == "" {
-		return nil
-	}
-	// Compiling is deterministic: the same revision gives the same
-	// snapshot versions, which the reconnecting Envoys already have.
-	return m.pipeline.Reconcile(m.lastGoodRev.Dir, m.lastGoodRev.Name)
+	// Compiling is deterministic: the last applied result is what the
+	// reconnecting Envoys already have.
+	return m.pipeline.Republish()
 }
 
 // AgentStatus is the status of an instance's agent (false if unknown).
@@ -395,26 +412,11 @@ func (m *Mesh) AgentStatus(nodeID string) (agent.Status, bool) {
 	return ri.agent.Load().Status(), true
 }
 
-// vet checks the trust domain (fixed for the life of the CA) and runs
-// the configured policy gate.
-func (m *Mesh) vet(model *mesh.Model) error {
-	if model.TrustDomain != m.trustDomain {
-		return fmt.Errorf("trust domain changed from %q to %q: restart weft up to change it", m.trustDomain, model.TrustDomain)
-	}
-	if m.gate != nil {
-		if err := m.gate(model); err != nil {
-			return err
-		}
-	}
-	if m.opts.Vet != nil {
-		return m.opts.Vet(model)
-	}
-	return nil
-}
-
 // endpoints places every replica of every version (new ones get an IP and
 // app ports; existing ones keep theirs) and returns their addresses.
 func (m *Mesh) endpoints(model *mesh.Model) (compiler.Endpoints, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	eps := compiler.Endpoints{}
 	for _, name := range model.ServiceNames() {
 		svc := model.Services[name]
@@ -430,7 +432,6 @@ func (m *Mesh) endpoints(model *mesh.Model) (compiler.Endpoints, error) {
 			}
 		}
 	}
-	m.pending = model
 	return eps, nil
 }
 
@@ -473,9 +474,9 @@ func (m *Mesh) place(svc *mesh.Service, version string, replica int) (*Instance,
 		}
 		in.AppPorts[p] = ap
 	}
-	// Envoy's admin: a unix socket in the instance's run directory
+	// Envoy's admin: a unix socket in the private runtime directory
 	// (0700), never a TCP port another local process could reach.
-	in.AdminSocket = filepath.Join(m.opts.StateDir, "run", id, agent.AdminSocketName)
+	in.AdminSocket = adminSocketPath(m.runtime, id)
 	if svc.Local != nil {
 		in.Command = svc.Local.Command
 	}
@@ -504,65 +505,38 @@ func containsPort(ps []uint32, p uint32) bool {
 	return false
 }
 
-// loop runs the pipeline on every revision of the source. The exported
-// copy of the revision being served is kept (a control-plane restart
-// compiles it again); the others are removed.
-func (m *Mesh) loop(rev revision) {
-	defer m.wg.Done()
-	for {
-		if m.apply(rev) {
-			m.mu.Lock()
-			old := m.lastGoodRev
-			m.lastGoodRev = rev
-			m.mu.Unlock()
-			if old.cleanup != nil && old.Dir != rev.Dir {
-				old.cleanup()
-			}
-		} else if rev.cleanup != nil {
-			rev.cleanup()
-		}
-		next, err := m.src.Next(m.ctx)
-		if err != nil {
-			break
-		}
-		rev = next
-	}
-	m.stopAll()
-	if m.lastGoodRev.cleanup != nil {
-		m.lastGoodRev.cleanup()
+// served is the follower's Served: it runs the instances of the revision
+// just published and stops the others.
+func (m *Mesh) served(_ context.Context, a *pipeline.Applied) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.reconcileLocked(a.Model); err != nil {
+		fmt.Fprintf(m.opts.Out, "weft up: %v\n", err)
 	}
 }
 
-// apply runs one revision through the pipeline and, when it is served,
-// starts and stops instances to match it.
-func (m *Mesh) apply(rev revision) bool {
+// report prints what the follower did, once per distinct failure.
+func (m *Mesh) report(ev pipeline.Event) {
+	out := m.opts.Out
+	keeps := "the last good revision keeps serving"
+	if m.pipeline.LastApplied() == nil {
+		keeps = "nothing is served yet"
+	}
+	retry := ""
+	if ev.RetryIn > 0 {
+		retry = fmt.Sprintf(", retrying in %s", ev.RetryIn.Round(time.Millisecond))
+	}
+	switch {
+	case ev.Err == nil:
+		fmt.Fprintf(out, "weft up: serving %s (compiled and published in %s)\n", ev.Revision, ev.Took.Round(time.Millisecond))
+	case ev.Step == status.StepFetch || ev.Step == status.StepExport:
+		fmt.Fprintf(out, "weft up: %s failed (%s%s):\n%v\n", ev.Step, keeps, retry, ev.Err)
+	default:
+		fmt.Fprintf(out, "weft up: revision %s rejected (%s%s):\n%v\n", ev.Revision, keeps, retry, ev.Err)
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	start := time.Now()
-	m.gate = nil
-	if m.opts.Gate != nil {
-		g, err := m.opts.Gate(m.ctx, rev.Dir)
-		if err != nil {
-			m.Server().RecordFailure(rev.Name, status.StepVet, fmt.Errorf("policies: %w", err))
-			fmt.Fprintf(m.opts.Out, "weft up: revision %s rejected (the previous one keeps serving): policies: %v\n", rev.Name, err)
-			m.notifyLocked()
-			return false
-		}
-		m.gate = g
-	}
-	err := m.pipeline.Reconcile(rev.Dir, rev.Name)
-	if err != nil {
-		fmt.Fprintf(m.opts.Out, "weft up: revision %s rejected (the previous one keeps serving):\n%v\n", rev.Name, err)
-		m.notifyLocked()
-		return false
-	}
-	m.lastGood = m.pending
-	if err := m.reconcileLocked(m.lastGood); err != nil {
-		fmt.Fprintf(m.opts.Out, "weft up: %v\n", err)
-	}
-	fmt.Fprintf(m.opts.Out, "weft up: serving %s (compiled and published in %s)\n", rev.Name, time.Since(start).Round(time.Millisecond))
 	m.notifyLocked()
-	return true
+	m.mu.Unlock()
 }
 
 func (m *Mesh) notifyLocked() {
@@ -696,10 +670,13 @@ func (m *Mesh) XDSAddr() string {
 	return m.xdsAddr
 }
 
+// StateDir is the state directory in use (absolute).
+func (m *Mesh) StateDir() string { return m.opts.StateDir }
+
 // StatusAddr is the status endpoint's address (GET /status).
 func (m *Mesh) StatusAddr() string { return m.statusAddr }
 
-// Changed is closed at the next attempt to serve a revision.
+// Changed is closed at the next revision served or failure reported.
 func (m *Mesh) Changed() <-chan struct{} {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -766,7 +743,7 @@ func (m *Mesh) Stop() error {
 	m.cancel()
 	<-m.done
 	m.stopControlPlane()
-	return m.err
+	return os.RemoveAll(m.runtime)
 }
 
 // Done is closed when the mesh has stopped.

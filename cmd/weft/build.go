@@ -10,21 +10,23 @@ import (
 
 	"github.com/weft-dev/weft/compiler"
 	"github.com/weft-dev/weft/policies"
+	"github.com/weft-dev/weft/reconciler/pipeline"
 	"github.com/weft-dev/weft/schema"
 )
 
 func newBuildCmd() *cobra.Command {
 	var (
 		env, out, revision string
-		policyDirs         []string
+		gate               pipeline.Gate
 		boot               compiler.BootstrapOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "build DIR -o OUT",
 		Short: "Compile a mesh into Envoy configuration files",
-		Long: `build vets DIR exactly like weft vet (schema, cross references, policies:
-a deny stops it and nothing is written) and compiles it into one configuration per
-proxy class (a service version). For each class it writes to OUT/<class>/:
+		Long: `build vets DIR exactly like weft vet (schema, cross references, policies,
+the compiler's acceptance gate: any failure stops it and nothing is written; the
+same limits) and compiles it into one configuration per proxy class (a service
+version). For each class it writes to OUT/<class>/:
 
   listeners.yaml routes.yaml clusters.yaml endpoints.yaml   the xDS resources
   provenance.yaml  the file:line that defined each resource, filter chain,
@@ -48,28 +50,19 @@ non-empty directory is refused.`,
 				revision = gitRevision(args[0])
 			}
 			// The same gate as weft vet and the reconciler: a revision that
-			// fails the schema or a deny policy is not compiled.
-			rep, err := policies.Vet(cmd.Context(), args[0], policies.VetOptions{Env: env, Revision: revision, PolicyDirs: policyDirs})
+			// fails the schema, a deny policy or the acceptance checks is
+			// not written.
+			rep, res, err := gate.Build(cmd.Context(), args[0], pipeline.VetOptions{Env: env, Revision: revision})
 			if err != nil {
 				return err
 			}
-			// Without --env, vet judges the base and every environment;
-			// build compiles the base, so only the base's report counts.
-			if len(rep.Envs) > 1 {
-				rep.Envs = builtEnv(rep.Envs, policies.BaseEnv)
-			}
-			if rep.Failed() || len(rep.Envs) != 1 || rep.Envs[0].Model == nil {
+			if res == nil {
 				if err := rep.Write(policies.Text, policies.WriteOptions{
 					Stdout: io.Discard, Stderr: cmd.ErrOrStderr(), Base: displayBase(args[0]), Color: colorful(cmd.ErrOrStderr()),
 				}); err != nil {
 					return err
 				}
 				return exitError{1}
-			}
-			m := rep.Envs[0].Model
-			res, err := compiler.Compile(m, nil, compiler.Options{})
-			if err != nil {
-				return fmt.Errorf("compile: %w", err)
 			}
 			files, err := compiler.Tree(res, boot)
 			if err != nil {
@@ -78,7 +71,7 @@ non-empty directory is refused.`,
 			if err := writeTree(out, files); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "revision %s, environment %s -> %s\n\n%s", m.Revision, envLabel(env), out, files[compiler.SummaryFile])
+			fmt.Fprintf(cmd.OutOrStdout(), "revision %s, environment %s -> %s\n\n%s", revision, rep.Envs[0].Name, out, files[compiler.SummaryFile])
 			return nil
 		},
 	}
@@ -86,19 +79,11 @@ non-empty directory is refused.`,
 	f.StringVar(&env, "env", "", "environment to unify with the base (DIR/environments/ENV or DIR/ENV)")
 	f.StringVarP(&out, "output", "o", "", "output directory")
 	f.StringVar(&revision, "revision", "", `source revision recorded in versions and provenance (default: git HEAD of DIR, "-dirty" if modified, or "local")`)
-	f.StringArrayVar(&policyDirs, "policy", nil, "folder of Rego and data files compiled with the default policies (repeatable), as in weft vet")
+	f.StringArrayVar(&gate.PolicyDirs, "policy", nil, "folder of Rego and data files compiled with the default policies (repeatable), as in weft vet")
+	gate.Limits.BindFlags(f)
 	f.Uint32Var(&boot.AdminPort, "admin-port", compiler.DefaultAdminPort, "Envoy admin port in the bootstraps (127.0.0.1)")
 	f.StringVar(&boot.SDSSocket, "sds-socket", compiler.DefaultSDSSocket, "unix socket of the agent's SDS server in the bootstraps")
 	return cmd
-}
-
-func builtEnv(envs []policies.EnvReport, name string) []policies.EnvReport {
-	for _, e := range envs {
-		if e.Name == name {
-			return []policies.EnvReport{e}
-		}
-	}
-	return nil
 }
 
 // writeTree writes files into a fresh sibling directory and swaps it in,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/weft-dev/weft/reconciler/pipeline"
 	"github.com/weft-dev/weft/sidecar/agent"
 	"github.com/weft-dev/weft/up"
 	"github.com/weft-dev/weft/up/demoapp"
@@ -19,10 +20,9 @@ import (
 
 func newUpCmd() *cobra.Command {
 	var (
-		o          up.Options
-		verbose    bool
-		noPolicies bool
-		policyDirs []string
+		o       up.Options
+		verbose bool
+		gate    pipeline.Gate
 	)
 	cmd := &cobra.Command{
 		Use:   "up DIR",
@@ -30,14 +30,25 @@ func newUpCmd() *cobra.Command {
 		Long: `up runs DIR as a local mesh with no Kubernetes (docs/local-mode.md).
 
 It follows DIR — a git repository: every new commit of --branch; or a plain
-directory: every change of its CUE files — and runs each revision through
-load -> vet (the policies of weft vet) -> compile -> publish; a failing revision leaves the previous one
-serving (see weft status). It starts the mesh CA (root in --state-dir), the
-xDS server on 127.0.0.1 (mTLS) and the status endpoint, and for every replica
-of every service version: a loopback address 127.0.X.Y, a token file (0600),
-an agent + a real Envoy, and the app (the service's local.command, else
-"weft demo-app"). Apps reach their dependencies with HTTP_PROXY and plain
-http://<service>:<port>/ URLs. Ctrl-C stops everything.`,
+directory: every change of its files — and runs each revision through
+load -> vet (the policies of weft vet) -> compile -> publish, within the limits
+of weft vet (--max-file-size, --max-source-size, --revision-timeout). A
+failing revision leaves the previous one serving (see weft status); a source
+that fails (git, an export, an unreadable directory) is retried with backoff
+and the error printed once.
+
+It starts the mesh CA, the xDS server on 127.0.0.1 (mTLS) and the status
+endpoint, and for every replica of every service version: a loopback address
+127.0.X.Y, a token file (0600), an agent + a real Envoy, and the app (the
+service's local.command, else "weft demo-app"). Apps reach their dependencies
+with HTTP_PROXY and plain http://<service>:<port>/ URLs. Ctrl-C stops
+everything.
+
+The state (CA root key, tokens, logs, git exports) is kept outside the
+repository: --state-dir, by default $XDG_STATE_HOME/weft/<repo>-<hash> (or
+~/.local/state/weft/...). A --state-dir inside a git work tree that git does
+not ignore is refused, and so is a CA root key readable by group or others
+(unless --allow-insecure-key-permissions).`,
 		Example: `  weft up environments/dev
   weft up ./mesh --env prod --branch main`,
 		Args: cobra.ExactArgs(1),
@@ -53,9 +64,7 @@ http://<service>:<port>/ URLs. Ctrl-C stops everything.`,
 			if o.Envoy == "" {
 				o.Envoy = findEnvoy()
 			}
-			if !noPolicies {
-				o.Gate = up.PolicyGate(policyDirs)
-			}
+			o.Gate = &gate
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			m, err := up.Start(ctx, o)
@@ -65,7 +74,7 @@ http://<service>:<port>/ URLs. Ctrl-C stops everything.`,
 				}
 				return err
 			}
-			fmt.Fprintf(o.Out, "weft up: status at http://%s/status (weft status --state-dir %s); Ctrl-C stops\n", m.StatusAddr(), o.StateDir)
+			fmt.Fprintf(o.Out, "weft up: status at http://%s/status (weft status %s); Ctrl-C stops\n", m.StatusAddr(), statusHint(args[0], o.Env, m))
 			<-ctx.Done()
 			fmt.Fprintln(o.Out, "weft up: stopping")
 			return m.Stop()
@@ -74,7 +83,8 @@ http://<service>:<port>/ URLs. Ctrl-C stops everything.`,
 	f := cmd.Flags()
 	f.StringVar(&o.Env, "env", "", "environment overlay")
 	f.StringVar(&o.Branch, "branch", "main", "branch to follow when DIR is a git repository")
-	f.StringVar(&o.StateDir, "state-dir", ".weft", "CA root, tokens, sockets, logs")
+	f.StringVar(&o.StateDir, "state-dir", "", "CA root, tokens, logs (default: $XDG_STATE_HOME/weft/<repo>-<hash>, outside the repository)")
+	f.BoolVar(&o.AllowInsecureKeyPermissions, "allow-insecure-key-permissions", false, "load a CA root key readable by group or others (with a warning) instead of refusing it")
 	f.DurationVar(&o.Poll, "poll", time.Second, "how often to look for a new commit or change")
 	f.StringVar(&o.IPBase, "ip-base", "127.0.1.1", "first loopback address of the instances")
 	f.StringVar(&o.StatusAddr, "status-addr", "127.0.0.1:0", "status endpoint address")
@@ -83,8 +93,9 @@ http://<service>:<port>/ URLs. Ctrl-C stops everything.`,
 	f.BoolVar(&o.DeltaXDS, "delta", false, "Envoys use incremental xDS")
 	f.IntVar(&o.Concurrency, "concurrency", agent.DefaultConcurrency, "worker threads of every Envoy (Envoy's --concurrency)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log control-plane and agent events")
-	f.StringArrayVar(&policyDirs, "policy", nil, "extra policy folder for the gate, as weft vet --policy (repeatable)")
-	f.BoolVar(&noPolicies, "no-policies", false, "serve revisions without the policy gate of weft vet")
+	f.StringArrayVar(&gate.PolicyDirs, "policy", nil, "extra policy folder for the gate, as weft vet --policy (repeatable)")
+	f.BoolVar(&gate.NoPolicies, "no-policies", false, "serve revisions without the policy gate of weft vet")
+	gate.Limits.BindFlags(f)
 	return cmd
 }
 
@@ -100,22 +111,46 @@ func findEnvoy() string {
 	return "envoy"
 }
 
+// statusHint is how to run weft status for the weft up of dir.
+func statusHint(dir, env string, m *up.Mesh) string {
+	if def, err := up.DefaultStateDir(dir, env); err == nil && def == m.StateDir() {
+		if env != "" {
+			return dir + " --env " + env
+		}
+		return dir
+	}
+	return "--state-dir " + m.StateDir()
+}
+
 func newStatusCmd() *cobra.Command {
-	var addr, stateDir string
+	var addr, stateDir, env string
 	cmd := &cobra.Command{
-		Use:   "status",
+		Use:   "status [DIR]",
 		Short: "Show the served revision, the last error and every proxy of a running weft up",
 		Long: `status asks a running weft up (its status endpoint, found in the state
-directory) for the revision it serves, the last revision it attempted with
-its error and file:line if it failed, and every proxy: its class, whether it
-has ACKed the served version (per xDS type), its last NACK with Envoy's
-message and the resource's file:line, and its certificate's expiry.`,
-		Example: `  weft status                       # the weft up started in this directory (.weft)
+directory of DIR, default ".": the same default state directory weft up DIR
+uses) for the revision it serves, the last revision it attempted with its
+step and error (file:line) if it failed — a source that cannot fetch or
+export shows here too — and every proxy: its class, whether it has ACKed
+the served version (per xDS type), its last NACK with Envoy's message and
+the resource's file:line, and its certificate's expiry.`,
+		Example: `  weft status                       # the weft up of the mesh repository in this directory
+  weft status environments/dev      # weft up environments/dev
   weft status --state-dir /tmp/mesh-state
   weft status --addr 127.0.0.1:40123`,
-		Args: cobra.NoArgs,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if addr == "" {
+				if stateDir == "" {
+					dir := "."
+					if len(args) == 1 {
+						dir = args[0]
+					}
+					var err error
+					if stateDir, err = up.DefaultStateDir(dir, env); err != nil {
+						return err
+					}
+				}
 				var err error
 				if addr, err = up.StatusAddr(stateDir); err != nil {
 					return err
@@ -131,8 +166,9 @@ message and the resource's file:line, and its certificate's expiry.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&addr, "addr", "", "status endpoint host:port (default: read from --state-dir)")
-	cmd.Flags().StringVar(&stateDir, "state-dir", ".weft", "state directory of weft up")
+	cmd.Flags().StringVar(&addr, "addr", "", "status endpoint host:port (default: read from the state directory)")
+	cmd.Flags().StringVar(&stateDir, "state-dir", "", "state directory of weft up (default: the one of DIR)")
+	cmd.Flags().StringVar(&env, "env", "", "environment weft up was given (--env)")
 	return cmd
 }
 

@@ -11,13 +11,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weft-dev/weft/policies"
+	"github.com/weft-dev/weft/reconciler/pipeline"
 	"github.com/weft-dev/weft/schema"
 )
 
 func newVetCmd() *cobra.Command {
 	var (
 		env, output, explain, revision string
-		policyDirs                     []string
+		gate                           pipeline.Gate
 	)
 	cmd := &cobra.Command{
 		Use:   "vet DIR",
@@ -29,8 +30,15 @@ versions, routes that an earlier route always wins over, calls, authz
 callers, mirror targets). Then it evaluates the
 policies on the model: weft's default Rego rules, the rules and data of the
 repository's policies/ folder and of every --policy folder. A deny fails the
-vet, a warn is reported. Every problem is printed with its file:line:column;
+vet, a warn is reported. Last, it compiles each environment with its static
+endpoints: the compiler's acceptance gate refuses any value Envoy would
+reject (a regex over Envoy's RE2 program size, a header Envoy does not let
+a route change, a value with a line break...), reported like a schema error. Every problem is printed with its file:line:column;
 the exit code is 1 if anything fails (a broken policy file included).
+
+The loader reads only regular files inside the CUE module, at most
+--max-file-size per file and --max-source-size in all; the whole vet must
+finish within --revision-timeout. docs/local-mode.md lists the limits.
 
 Without --env, the base and every environment are vetted.
 
@@ -56,7 +64,7 @@ prints a rule's documentation and configuration. See docs/policies.md.`,
 				if len(args) == 1 {
 					dir = args[0]
 				}
-				if err := policies.Explain(cmd.OutOrStdout(), dir, policyDirs, explain); err != nil {
+				if err := policies.Explain(cmd.OutOrStdout(), dir, gate.PolicyDirs, explain); err != nil {
 					if policies.IsErrors(err) {
 						fmt.Fprintln(cmd.ErrOrStderr(), err)
 						return exitError{1}
@@ -72,7 +80,7 @@ prints a rule's documentation and configuration. See docs/policies.md.`,
 			if revision == "" {
 				revision = gitRevision(args[0])
 			}
-			rep, err := policies.Vet(cmd.Context(), args[0], policies.VetOptions{Env: env, Revision: revision, PolicyDirs: policyDirs})
+			rep, err := gate.Vet(cmd.Context(), args[0], pipeline.VetOptions{Env: env, Revision: revision})
 			if err != nil {
 				return err
 			}
@@ -95,8 +103,9 @@ prints a rule's documentation and configuration. See docs/policies.md.`,
 	cmd.Flags().StringVar(&env, "env", "", "environment to unify with the base (DIR/environments/ENV or DIR/ENV)")
 	cmd.Flags().StringVar(&output, "output", "text", "output format: text, json, sarif or github")
 	cmd.Flags().StringVar(&explain, "explain", "", "print the documentation of a rule (with DIR: its configuration there) and exit")
-	cmd.Flags().StringArrayVar(&policyDirs, "policy", nil, "folder of Rego and data files compiled with the default policies (repeatable)")
+	cmd.Flags().StringArrayVar(&gate.PolicyDirs, "policy", nil, "folder of Rego and data files compiled with the default policies (repeatable)")
 	cmd.Flags().StringVar(&revision, "revision", "", "revision given to the policies (default: the git commit of DIR)")
+	gate.Limits.BindFlags(cmd.Flags())
 	return cmd
 }
 
@@ -124,18 +133,6 @@ func envLabel(env string) string {
 		return "base"
 	}
 	return env
-}
-
-// printLoadError prints definition errors with paths relative to the
-// working directory, so that editors and terminals can open them.
-func printLoadError(w io.Writer, dir, env string, err error) {
-	var es schema.Errors
-	if errorsAs(err, &es) {
-		base := displayBase(dir)
-		fmt.Fprintf(w, "%s: %d problem(s)\n%v\n", envLabel(env), len(es), es.WithBase(base))
-		return
-	}
-	fmt.Fprintf(w, "%s: %v\n", envLabel(env), err)
 }
 
 // displayBase is the mesh repository's module root as seen from the

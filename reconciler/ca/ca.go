@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/url"
@@ -59,6 +60,13 @@ type Config struct {
 	DefaultTTL, MinTTL, MaxTTL time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// AllowInsecureKeyPermissions loads a root key file that group or
+	// others may read (mode & 0077 != 0) with a warning on Log; without
+	// it such a key is refused (ssh's rule for private keys). A key from
+	// a Kubernetes Secret volume needs defaultMode 0400 (or this).
+	AllowInsecureKeyPermissions bool
+	// Log receives warnings (nil: none).
+	Log *slog.Logger
 }
 
 // CA is the mesh CA: it holds the root and signs workload and serving
@@ -96,6 +104,9 @@ func New(cfg Config) (*CA, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
 	c := &CA{cfg: cfg}
 	var err error
 	switch {
@@ -103,7 +114,7 @@ func New(cfg Config) (*CA, error) {
 		if cfg.RootCertFile == "" || cfg.RootKeyFile == "" || cfg.StateDir != "" {
 			return nil, errors.New("ca: give both RootCertFile and RootKeyFile, and no StateDir")
 		}
-		c.root, c.key, err = loadRoot(cfg.RootCertFile, cfg.RootKeyFile)
+		c.root, c.key, err = c.loadRoot(cfg.RootCertFile, cfg.RootKeyFile)
 	case cfg.StateDir != "":
 		c.root, c.key, err = c.loadOrCreate(cfg.StateDir)
 	default:
@@ -337,7 +348,7 @@ func (c *CA) loadOrCreate(dir string) (*x509.Certificate, crypto.Signer, error) 
 	_, keyErr := os.Stat(keyFile)
 	switch {
 	case certErr == nil && keyErr == nil:
-		return loadRoot(certFile, keyFile)
+		return c.loadRoot(certFile, keyFile)
 	case !errors.Is(certErr, os.ErrNotExist) && certErr != nil:
 		return nil, nil, fmt.Errorf("ca: %w", certErr)
 	case !errors.Is(keyErr, os.ErrNotExist) && keyErr != nil:
@@ -415,8 +426,30 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	return os.Rename(f.Name(), path)
 }
 
-// loadRoot reads a root certificate and its private key.
-func loadRoot(certFile, keyFile string) (*x509.Certificate, crypto.Signer, error) {
+// checkKeyMode refuses a root key file that group or others may read,
+// unless the configuration allows it (then it warns).
+func (c *CA) checkKeyMode(keyFile string) error {
+	fi, err := os.Stat(keyFile)
+	if err != nil {
+		return fmt.Errorf("ca: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		if !c.cfg.AllowInsecureKeyPermissions {
+			return fmt.Errorf("ca: root key %s has mode %#o: group or others can read the mesh CA's private key; "+
+				"chmod 600 it (and check who copied it), or allow it explicitly (--allow-insecure-key-permissions)", keyFile, perm)
+		}
+		c.cfg.Log.Warn("the mesh CA's root key is readable by group or others (allowed by --allow-insecure-key-permissions); chmod 600 it",
+			"file", keyFile, "mode", fmt.Sprintf("%#o", perm))
+	}
+	return nil
+}
+
+// loadRoot reads a root certificate and its private key (see
+// checkKeyMode).
+func (c *CA) loadRoot(certFile, keyFile string) (*x509.Certificate, crypto.Signer, error) {
+	if err := c.checkKeyMode(keyFile); err != nil {
+		return nil, nil, err
+	}
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ca: %w", err)

@@ -34,7 +34,9 @@
 // # Root on disk
 //
 // StateDir/root.pem (0644) and StateDir/root-key.pem (0600, PKCS#8), the
-// directory 0700. The key is written first and both files atomically, so
+// directory 0700. A root key file (in StateDir or RootKeyFile) that group
+// or others may read is refused, unless Config.AllowInsecureKeyPermissions
+// (then a warning is logged). The key is written first and both files atomically, so
 // a crash leaves either nothing or a usable root; a directory with only one
 // of the two files is an error, never silently replaced.
 //

@@ -3,15 +3,15 @@
 // gRPC server, the atomic swap of a new revision for every proxy class,
 // its rollout and its rollback when a proxy rejects it, ACK/NACK tracking
 // per proxy, the binding of every stream to the verified identity of its
-// client certificate (Authorizer), the reconcile pipeline of one revision
-// (load -> vet -> compile -> publish) and the status of all of it
+// client certificate (Authorizer), and the status of all of it
 // (Server.Status, and GET /status through Server.Handler, with the JSON
-// types of package reconciler/api/status).
+// types of package reconciler/api/status). The pipeline that produces
+// revisions (load -> vet -> compile -> publish) is package
+// reconciler/pipeline; the Server is its Publisher.
 //
 // It imports schema and compiler of weft (and reconciler/api/status and
-// reconciler/api/ca/v1 for SPIFFE identities), never policies (the vet
-// step is an injected function), sidecar, cmd or the `weft up`
-// composition.
+// reconciler/api/ca/v1 for SPIFFE identities), never policies, sidecar,
+// cmd or the `weft up` composition.
 //
 // # Streams, identities and nodes
 //

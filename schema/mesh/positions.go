@@ -15,9 +15,13 @@ type Pos struct {
 // IsValid reports whether p names a file.
 func (p Pos) IsValid() bool { return p.File != "" }
 
+// String is "file:line:column", or "file" for a whole file (Line 0).
 func (p Pos) String() string {
 	if !p.IsValid() {
 		return "-"
+	}
+	if p.Line == 0 {
+		return p.File
 	}
 	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column)
 }

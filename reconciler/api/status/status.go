@@ -58,12 +58,18 @@ type Rollout struct {
 	WaitingCount int      `json:"waitingCount"`
 }
 
-// Steps of the pipeline, in order. StepRollout is the serving of a
-// published revision to the proxies: it fails when a proxy NACKs it.
+// Steps of the pipeline, in order. Fetch and export are the source's
+// (reading a new revision; exporting a git commit into a directory);
+// accept is the compiler's acceptance checks of what was compiled;
+// rollout is the serving of a published revision to the proxies: it
+// fails when a proxy NACKs it.
 const (
+	StepFetch   = "fetch"
+	StepExport  = "export"
 	StepLoad    = "load"
 	StepVet     = "vet"
 	StepCompile = "compile"
+	StepAccept  = "accept"
 	StepPublish = "publish"
 	StepRollout = "rollout"
 )

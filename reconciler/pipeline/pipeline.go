@@ -1,0 +1,284 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/weft-dev/weft/compiler"
+	"github.com/weft-dev/weft/policies"
+	"github.com/weft-dev/weft/reconciler/api/status"
+	"github.com/weft-dev/weft/schema"
+	"github.com/weft-dev/weft/schema/mesh"
+)
+
+// Revision is one version of a mesh repository, ready to load: a name
+// (`main@sha1:<12 hex>`, `dir@<12 hex>`, a Flux artifact's revision),
+// the directory holding it (the repository, or an environment directory
+// in it), and what to do once it is no longer needed.
+type Revision struct {
+	Name string
+	Dir  string
+	// Cleanup removes what the source made for the revision (an exported
+	// copy); nil when there is nothing to remove.
+	Cleanup func()
+}
+
+// Done runs Cleanup, if any.
+func (r Revision) Done() {
+	if r.Cleanup != nil {
+		r.Cleanup()
+	}
+}
+
+// Source yields the revisions of a mesh repository: a watched directory,
+// a followed git branch (package reconciler/pipeline/source), a Flux
+// artifact.
+type Source interface {
+	// Next blocks until there is a revision that differs from the last
+	// one returned (the first call returns the current one) and returns
+	// it, or until ctx ends (ctx's error). Any other error is a
+	// *RetryableError (step status.StepFetch or StepExport): the source
+	// stays usable and the next call tries again.
+	Next(ctx context.Context) (Revision, error)
+	// String describes the source for people ("git repository R, branch
+	// main (polled every 1s)").
+	String() string
+}
+
+// Publisher serves a compiled revision and keeps the status: the xDS
+// server (*xds.Server) is one.
+type Publisher interface {
+	// Publish swaps in rev for every proxy, or changes nothing served; it
+	// records its own outcome as the last attempt (step
+	// status.StepPublish when it fails).
+	Publish(rev string, res *compiler.Result) error
+	// RecordFailure records a failed attempt at a step before publish;
+	// the served revision is unchanged. Positioned problems of err
+	// (schema.Errors, or an error with Problems() []status.Problem) are
+	// kept with their file:line.
+	RecordFailure(rev, step string, err error)
+}
+
+// Applied is a revision that was published.
+type Applied struct {
+	Revision string
+	Model    *mesh.Model
+	Result   *compiler.Result
+	At       time.Time
+}
+
+// Pipeline reconciles one revision at a time: load -> vet -> compile ->
+// accept (with Gate.Accept) -> publish, each step taking the revision's
+// context (deadline Gate.Limits.Timeout). A failure at any step changes
+// nothing served: the last good revision keeps serving, the failure is
+// recorded with Publisher.RecordFailure (step and error, with file:line)
+// and returned as a *StallingError or a *RetryableError.
+type Pipeline struct {
+	// Gate is the gate of every revision (its Limits, policies and
+	// acceptance step).
+	Gate *Gate
+	// Env is the environment served (schema.Options.Env).
+	Env string
+	// Check, when set, runs right after load, before the policies: an
+	// error stalls the revision at the vet step (`weft up` refuses a
+	// change of trust domain there).
+	Check func(*mesh.Model) error
+	// Endpoints, when set, gives the endpoints to compile with (nil: the
+	// model's static ones). Its error is retryable.
+	Endpoints func(*mesh.Model) (compiler.Endpoints, error)
+	// Compile holds the compiler options; Revision is set per run.
+	Compile compiler.Options
+	// Publisher serves what passed.
+	Publisher Publisher
+
+	mu   sync.Mutex
+	last *Applied
+}
+
+// run is one revision going through the steps.
+type run struct {
+	rev    Revision
+	env    string
+	loaded *policies.Loaded
+	model  *mesh.Model
+	result *compiler.Result
+}
+
+// step is one step of a reconcile: it fails with a *StallingError or a
+// *RetryableError (or the end of ctx).
+type step struct {
+	name string
+	run  func(ctx context.Context, r *run) error
+}
+
+func (p *Pipeline) steps() []step {
+	s := []step{
+		{status.StepLoad, p.load},
+		{status.StepVet, p.vet},
+		{status.StepCompile, p.compile},
+	}
+	if p.Gate.Accept != nil {
+		s = append(s, step{status.StepAccept, p.accept})
+	}
+	return append(s, step{status.StepPublish, p.publish})
+}
+
+// Reconcile runs revision rev through every step and, if all pass,
+// serves it. The revision's directory is read during the call only (the
+// caller may remove it afterwards). A canceled ctx ends it without
+// recording anything.
+func (p *Pipeline) Reconcile(ctx context.Context, rev Revision) (*Applied, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, p.Gate.limits().Timeout)
+	defer cancel()
+	r := &run{rev: rev}
+	for _, s := range p.steps() {
+		if err := s.run(ctx, r); err != nil {
+			return nil, p.fail(ctx, rev.Name, s.name, err)
+		}
+	}
+	p.last = &Applied{Revision: rev.Name, Model: r.model, Result: r.result, At: time.Now()}
+	return p.last, nil
+}
+
+// fail records err (a step's failure) and returns it typed.
+func (p *Pipeline) fail(ctx context.Context, rev, step string, err error) error {
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		var te *TimeoutError
+		if !errors.As(err, &te) {
+			err = &TimeoutError{Limit: p.Gate.limits().Timeout}
+		}
+		err = &RetryableError{Revision: rev, Step: step, Err: err}
+	}
+	var se *StallingError
+	var re *RetryableError
+	switch {
+	case errors.As(err, &se):
+		se.Revision, se.Step = rev, step
+	case errors.As(err, &re):
+		re.Revision, re.Step = rev, step
+	default:
+		err = &RetryableError{Revision: rev, Step: step, Err: err}
+	}
+	if step != status.StepPublish { // Publish records its own failure
+		p.Publisher.RecordFailure(rev, step, errors.Unwrap(err))
+	}
+	return err
+}
+
+func stall(err error) error { return &StallingError{Err: err} }
+func retry(err error) error { return &RetryableError{Err: err} }
+
+// load loads the environment served (and the others, for the policies'
+// input.splits), within the limits.
+func (p *Pipeline) load(ctx context.Context, r *run) error {
+	l, err := p.Gate.load(ctx, r.rev.Dir, VetOptions{Env: p.Env, Revision: r.rev.Name})
+	if err != nil {
+		return err // the time limit, or ctx: retryable
+	}
+	// Judge only the environment served (the others were loaded for the
+	// policies' input.splits).
+	l.Vetted = l.Vetted[:1]
+	r.loaded, r.env = l, l.Vetted[0]
+	if m := l.Models[r.env]; m != nil {
+		r.model = m
+		return nil
+	}
+	err = l.Errs[r.env]
+	if !schema.IsErrors(err) && isIO(err) {
+		return retry(err)
+	}
+	return stall(err)
+}
+
+// vet runs Check, then the policies; a deny (or a broken policy) stalls
+// the revision.
+func (p *Pipeline) vet(ctx context.Context, r *run) error {
+	if p.Check != nil {
+		if err := p.Check(r.model); err != nil {
+			return stall(err)
+		}
+	}
+	rep, err := p.Gate.check(ctx, r.loaded, VetOptions{Env: r.env, Revision: r.rev.Name})
+	if err != nil {
+		return err
+	}
+	if len(rep.Policy) > 0 {
+		return stall(policyErrors{rep.Policy})
+	}
+	e, err := envResult(rep, r.env)
+	if err != nil {
+		return err
+	}
+	if d := denies(e); len(d) > 0 {
+		return stall(d)
+	}
+	return nil
+}
+
+// compile compiles the model with the endpoints.
+func (p *Pipeline) compile(ctx context.Context, r *run) error {
+	var eps compiler.Endpoints
+	if p.Endpoints != nil {
+		var err error
+		if eps, err = p.Endpoints(r.model); err != nil {
+			return retry(fmt.Errorf("endpoints: %w", err))
+		}
+	}
+	opts := p.Compile
+	opts.Revision = r.rev.Name
+	res, err := compiler.Compile(r.model, eps, opts)
+	if err != nil {
+		return stall(err)
+	}
+	r.result = res
+	return ctx.Err()
+}
+
+// accept runs the acceptance step on the compiled result.
+func (p *Pipeline) accept(ctx context.Context, r *run) error {
+	if es := p.Gate.accept(r.result); len(es) > 0 {
+		return stall(es)
+	}
+	return ctx.Err()
+}
+
+// publish serves the result.
+func (p *Pipeline) publish(ctx context.Context, r *run) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return p.Publisher.Publish(r.rev.Name, r.result)
+}
+
+// LastApplied is the last revision published (nil before the first).
+func (p *Pipeline) LastApplied() *Applied {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last
+}
+
+// Republish publishes the last applied revision again, unchanged (a new
+// xDS server after a restart: compiling is deterministic, so the proxies
+// already have these versions). It does nothing before the first.
+func (p *Pipeline) Republish() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last == nil {
+		return nil
+	}
+	return p.Publisher.Publish(p.last.Revision, p.last.Result)
+}
+
+// RecordFailure records a failure outside the steps (a source's) in the
+// status.
+func (p *Pipeline) RecordFailure(rev, step string, err error) {
+	p.Publisher.RecordFailure(rev, step, err)
+}
