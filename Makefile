@@ -3,7 +3,9 @@
 #     make tools test
 #
 # `make tools` installs the pinned envoy, cue and opa into .tools/bin
-# (scripts/tools.sh; versions pinned at its top). `make test` runs, in order,
+# (scripts/tools.sh; versions pinned at its top) and builds the pinned
+# controller-gen from its tools module (scripts/generate.sh tools), so that
+# the test of the generated files runs offline. `make test` runs, in order,
 # the gofmt check, go vet, go test -race and a short fuzz run of every fuzz
 # target (scripts/test.sh), with .tools/bin first on PATH and in WEFT_TOOLS_BIN.
 
@@ -23,12 +25,13 @@ PKGS ?= ./...
 TEST_FLAGS ?=
 export TEST_TIMEOUT FUZZTIME PKGS TEST_FLAGS
 
-.PHONY: all tools tool-versions test fmtcheck vet unit fuzz fuzz-list bench benchmarks build fmt clean help
+.PHONY: all tools generate tool-versions test fmtcheck vet unit fuzz fuzz-list bench benchmarks build fmt clean help
 
 all: tools test build
 
 help:
-	@echo 'make tools   install pinned envoy, cue, opa into .tools/bin (idempotent)'
+	@echo 'make tools   install pinned envoy, cue, opa into .tools/bin (idempotent), build controller-gen'
+	@echo 'make generate  regenerate the Mesh deepcopy code and CRD (controller-gen)'
 	@echo 'make test    gofmt check, go vet, go test -race, fuzz each target for $$FUZZTIME'
 	@echo 'make fmtcheck | vet | unit | fuzz   one stage of make test'
 	@echo 'make bench   go test -bench=. -benchmem ./..., raw output in out/bench/'
@@ -38,6 +41,12 @@ help:
 
 tools:
 	scripts/tools.sh
+	scripts/generate.sh tools
+
+# Regenerate the Kubernetes API's deepcopy code and the Mesh CRD
+# (reconciler/api/mesh/v1alpha1 -> environments/deploy/crd).
+generate:
+	scripts/generate.sh
 
 tool-versions:
 	@scripts/tools.sh versions

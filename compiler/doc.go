@@ -3,7 +3,9 @@
 // proxy class. It is pure: no I/O, no clock, no randomness; the same input
 // gives byte-identical output. It imports schema/mesh, schema (for its
 // positioned error type) and internal/re2 of weft (never policies,
-// reconciler, sidecar or cmd) plus go-control-plane and protobuf.
+// reconciler, sidecar or cmd) plus go-control-plane, protobuf and, for the
+// NetworkPolicies, the Kubernetes API types (k8s.io/api,
+// k8s.io/apimachinery).
 //
 // # API
 //
@@ -13,6 +15,8 @@
 //		boot, err := compiler.Bootstrap(c, compiler.BootstrapOptions{})  // all-static bootstrap
 //		y, err := c.YAML()                   // deterministic YAML of the resources
 //	}
+//	nps, err := compiler.NetworkPolicies(model, compiler.NetworkPolicyOptions{})  // L3 firewall
+//	y, err := compiler.NetworkPoliciesYAML(nps)
 //
 // Endpoints nil means the static endpoints written in the model
 // (Version.Endpoints, "host:port"). An Address with port 0 means "this
@@ -206,6 +210,20 @@
 // (package schema), durations and counts that do not fit the model.
 // testdata/parity holds one small mesh per limit, each run through the
 // real `envoy --mode validate` with and without the gate (TestParity).
+//
+// # NetworkPolicies
+//
+// NetworkPolicies compiles the same calls and authz into one
+// networking.k8s.io/v1 NetworkPolicy per service, "weft-<service>" in its
+// namespace, labelled app.kubernetes.io/managed-by=weft and
+// mesh.weft.dev/mesh=<mesh> (PruneSelector). It selects the service's pods
+// by the pod label mesh.weft.dev/service=<service> and admits, on each
+// service port, the pods of the services whose identities the port's
+// RBAC can admit (TestNetworkPoliciesMatchRBAC holds the two together),
+// every source for an edge service, and the control plane on the agent's
+// port 15021. The ports are the service ports, never 15006: NetworkPolicy
+// is enforced before the pod's own iptables redirect (the function's doc
+// has the reasoning).
 //
 // # Provenance and determinism
 //

@@ -41,6 +41,17 @@ var layering = map[string][]string{
 // everywhere is allowed for every folder.
 var everywhere = []string{"internal"}
 
+// forbiddenExternal lists, per folder, third-party import-path prefixes its
+// packages must not build with (tests excepted): the compiler stays pure
+// (Kubernetes API types yes, clients no), and the API types stay cheap to
+// import for the sidecar and clients.
+var forbiddenExternal = map[string][]string{
+	"schema":         {"k8s.io/client-go", "sigs.k8s.io/controller-runtime"},
+	"policies":       {"k8s.io/client-go", "sigs.k8s.io/controller-runtime"},
+	"compiler":       {"k8s.io/client-go", "sigs.k8s.io/controller-runtime"},
+	"reconciler/api": {"k8s.io/client-go", "sigs.k8s.io/controller-runtime"},
+}
+
 type goPackage struct {
 	ImportPath   string
 	Dir          string
@@ -116,6 +127,22 @@ func TestLayering(t *testing.T) {
 			t.Errorf("%s must not depend on %s (%s/ may use only %s/): %s",
 				r, strings.TrimPrefix(d, module+"/"), top, strings.Join(allowed, "/, "),
 				strings.ReplaceAll(importChain(pkgs, name, d), module+"/", ""))
+		}
+	}
+	for _, name := range names {
+		r, _ := rel(name)
+		for folder, prefixes := range forbiddenExternal {
+			if !under(r, folder) {
+				continue
+			}
+			for _, d := range pkgs[name].Deps {
+				for _, pre := range prefixes {
+					if d == pre || strings.HasPrefix(d, pre+"/") {
+						t.Errorf("%s must not build with %s (%s/ stays free of %s): %s", r, d, folder, pre,
+							strings.ReplaceAll(importChain(pkgs, name, d), module+"/", ""))
+					}
+				}
+			}
 		}
 	}
 	if checked == 0 {

@@ -19,6 +19,7 @@ func newBuildCmd() *cobra.Command {
 		env, out, revision string
 		gate               pipeline.Gate
 		boot               compiler.BootstrapOptions
+		netpol             compiler.NetworkPolicyOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "build DIR -o OUT",
@@ -35,7 +36,13 @@ version). For each class it writes to OUT/<class>/:
                    runnable with "envoy -c" (certificates still come from
                    the agent's SDS socket)
 
-and OUT/summary.txt with the classes, resource counts and snapshot versions.
+and at the root:
+
+  summary.txt            the classes, resource counts and snapshot versions
+  networkpolicies.yaml   one Kubernetes NetworkPolicy per service, from calls
+                         and authz: the L3 firewall of the L7 rules (ingress
+                         only; pods are selected by mesh.weft.dev/service)
+
 Endpoints are the static endpoints of the definition. The same input always
 gives the same bytes. OUT is replaced if it holds a previous build; any other
 non-empty directory is refused.`,
@@ -68,6 +75,13 @@ non-empty directory is refused.`,
 			if err != nil {
 				return fmt.Errorf("compile: %w", err)
 			}
+			nps, err := compiler.NetworkPolicies(rep.Envs[0].Model, netpol)
+			if err != nil {
+				return fmt.Errorf("compile: %w", err)
+			}
+			if files[compiler.NetworkPoliciesFile], err = compiler.NetworkPoliciesYAML(nps); err != nil {
+				return fmt.Errorf("compile: %w", err)
+			}
 			if err := writeTree(out, files); err != nil {
 				return err
 			}
@@ -83,6 +97,8 @@ non-empty directory is refused.`,
 	gate.Limits.BindFlags(f)
 	f.Uint32Var(&boot.AdminPort, "admin-port", compiler.DefaultAdminPort, "Envoy admin port in the bootstraps (127.0.0.1)")
 	f.StringVar(&boot.SDSSocket, "sds-socket", compiler.DefaultSDSSocket, "unix socket of the agent's SDS server in the bootstraps")
+	f.StringVar(&netpol.ControlPlaneNamespace, "control-plane-namespace", compiler.DefaultControlPlaneNamespace,
+		"namespace of weft's controller, whose pods the NetworkPolicies admit")
 	return cmd
 }
 
