@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	cav1 "github.com/weft-dev/weft/reconciler/api/ca/v1"
 	"github.com/weft-dev/weft/reconciler/ca"
 	"github.com/weft-dev/weft/reconciler/xds"
 	"github.com/weft-dev/weft/schema/mesh"
@@ -24,7 +23,7 @@ import (
 // agent (which runs Envoy) until the instance is stopped.
 func (m *Mesh) startInstance(in *Instance, model *mesh.Model) (*runningInstance, error) {
 	svc := model.Services[in.Service]
-	id := cav1.Identity{TrustDomain: m.trustDomain, Namespace: svc.Namespace, ServiceAccount: svc.ServiceAccount}
+	id := in.Identity
 	dir := filepath.Join(m.opts.StateDir, "run", in.NodeID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -40,19 +39,14 @@ func (m *Mesh) startInstance(in *Instance, model *mesh.Model) (*runningInstance,
 	if err := ca.WriteTokenFile(tokenFile, tok); err != nil {
 		return nil, err
 	}
-	admin, _ := strconv.Atoi(in.AdminAddr[strings.LastIndex(in.AdminAddr, ":")+1:])
 	logf, err := os.OpenFile(filepath.Join(dir, "envoy.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	cfg := agent.Config{
-		Identity: id,
-		Class:    in.Class,
-		NodeID:   in.NodeID,
-		NodeMetadata: map[string]string{
-			MetaIP:       in.IP,
-			MetaAppPorts: formatAppPorts(in.AppPorts),
-		},
+		Identity:        id,
+		Class:           in.Class,
+		NodeID:          in.NodeID,
 		CAAddress:       m.caAddr,
 		TrustBundleFile: m.bundleFile,
 		TokenFile:       tokenFile,
@@ -61,8 +55,7 @@ func (m *Mesh) startInstance(in *Instance, model *mesh.Model) (*runningInstance,
 		DeltaXDS:        m.opts.DeltaXDS,
 		Socket:          socketPath(m.runtime, in.NodeID),
 		BootstrapPath:   filepath.Join(dir, "envoy.yaml"),
-		AdminAddress:    in.IP,
-		AdminPort:       admin,
+		AdminSocket:     in.AdminSocket,
 		HealthAddress:   "127.0.0.1:0",
 		EnvoyBinary:     m.opts.Envoy,
 		Concurrency:     m.opts.Concurrency,

@@ -1,36 +1,37 @@
 package up
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
-	"sort"
+	"path/filepath"
 	"strconv"
-	"strings"
-
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"sync"
 
 	"github.com/weft-dev/weft/compiler"
-)
-
-// Node metadata fields through which an instance's agent tells the xDS
-// server where the instance runs; PerNode localizes the class with them.
-const (
-	MetaIP       = "weft.local.ip"
-	MetaAppPorts = "weft.local.appPorts" // "9080=41234,9081=41235"
+	cav1 "github.com/weft-dev/weft/reconciler/api/ca/v1"
+	"github.com/weft-dev/weft/reconciler/xds"
 )
 
 // Instance is one replica of a proxy class, as `weft up` runs it.
 type Instance struct {
-	Class    string // "<service>-<version>"
-	Service  string
-	Version  string
-	Replica  int
-	NodeID   string // "<class>-<replica>"
+	Class   string // "<service>-<version>"
+	Service string
+	Version string
+	Replica int
+	NodeID  string // "<class>-<replica>"
+	// Identity is the workload identity its agent's certificate carries
+	// (the service's namespace and service account).
+	Identity cav1.Identity
 	IP       string // the instance's loopback address; all its listeners bind here
 	Ports    []uint32
 	AppPorts map[uint32]uint32 // service port -> the app's port on IP
-	// AdminAddr is Envoy's admin interface.
-	AdminAddr string
+	// AdminSocket is the unix socket of Envoy's admin interface
+	// (<runtime>/<node id>.admin.sock, mode 0600, in the private runtime
+	// directory): reach it with `curl --unix-socket PATH
+	// http://envoy/stats`.
+	AdminSocket string
 	// Command is the app's command line (empty: the built-in demo app).
 	Command []string
 	Edge    bool
@@ -59,50 +60,67 @@ func (in *Instance) OutboundProxy() string {
 	return fmt.Sprintf("http://%s:%d", in.IP, compiler.DefaultOutboundPort)
 }
 
-func formatAppPorts(m map[uint32]uint32) string {
-	keys := make([]int, 0, len(m))
-	for k := range m {
-		keys = append(keys, int(k))
-	}
-	sort.Ints(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%d=%d", k, m[uint32(k)])
-	}
-	return strings.Join(parts, ",")
+// placements are the instances `weft up` placed, by node id: the control
+// plane's own record of which identity and class each proxy is and where
+// it runs. The xDS server asks it who a stream may be (record, through an
+// xds.RecordAuthorizer) and where a node runs (perNode) — never the node
+// itself. Placements are read by the xDS server while `weft up` publishes
+// under Mesh.mu, so they have their own lock (taken last).
+type placements struct {
+	mu sync.RWMutex
+	m  map[string]*Instance
 }
 
-func parseAppPorts(s string) (map[uint32]uint32, error) {
-	out := map[uint32]uint32{}
-	for _, part := range strings.Split(s, ",") {
-		if part == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(part, "=")
-		a, err1 := strconv.ParseUint(k, 10, 16)
-		b, err2 := strconv.ParseUint(v, 10, 16)
-		if !ok || err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("bad %s entry %q", MetaAppPorts, part)
-		}
-		out[uint32(a)] = uint32(b)
-	}
-	return out, nil
+func newPlacements() *placements { return &placements{m: map[string]*Instance{}} }
+
+// get is the instance placed as node id, or nil.
+func (p *placements) get(id string) *Instance {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.m[id]
 }
 
-// PerNode is the xDS server's per-node hook of local mode: a node whose
-// metadata carries weft.local.ip gets its class localized there
-// (compiler.Localize); other nodes get the class unchanged.
-func PerNode(node *corev3.Node, c *compiler.Class) (*compiler.Class, error) {
-	fields := node.GetMetadata().GetFields()
-	ip := fields[MetaIP].GetStringValue()
-	if ip == "" {
-		return c, nil
+// set places in (replacing the instance of its node id). An Instance is
+// not modified once set: a change is a new Instance.
+func (p *placements) set(in *Instance) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.m[in.NodeID] = in
+}
+
+// record is the xds.RecordAuthorizer lookup: the identity and class of a
+// placed node.
+func (p *placements) record(nodeID string) (xds.NodeRecord, bool) {
+	in := p.get(nodeID)
+	if in == nil {
+		return xds.NodeRecord{}, false
 	}
-	ports, err := parseAppPorts(fields[MetaAppPorts].GetStringValue())
-	if err != nil {
-		return nil, fmt.Errorf("node %s: %w", node.GetId(), err)
+	return xds.NodeRecord{Identity: in.Identity, Class: in.Class}, true
+}
+
+// perNode is the xDS server's per-node hook of local mode: the class
+// localized (compiler.Localize) at the placement of the node's instance.
+func (p *placements) perNode(nodeID string, c *compiler.Class) (*compiler.Class, error) {
+	in := p.get(nodeID)
+	if in == nil {
+		return nil, fmt.Errorf("node %s: no instance of that id was placed", nodeID)
 	}
-	return compiler.Localize(c, compiler.Placement{IP: ip, AppPorts: ports})
+	if in.Class != c.Name {
+		return nil, fmt.Errorf("node %s is an instance of %s, not %s", nodeID, in.Class, c.Name)
+	}
+	return compiler.Localize(c, in.Placement())
+}
+
+// adminSocketPath is the unix socket of Envoy's admin of node nodeID in
+// the runtime directory (next to the agent's socket, socketPath), hashed
+// like it when the name would be too long for a unix socket.
+func adminSocketPath(runtime, nodeID string) string {
+	p := filepath.Join(runtime, nodeID+".admin.sock")
+	if len(p) <= maxSocketPath {
+		return p
+	}
+	sum := sha256.Sum256([]byte(nodeID))
+	return filepath.Join(runtime, hex.EncodeToString(sum[:])[:16]+".admin.sock")
 }
 
 // freePort asks the kernel for a free TCP port on ip.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-dev/weft/internal/tooltest"
 	"github.com/weft-dev/weft/reconciler/pipeline"
 	"github.com/weft-dev/weft/up"
 	"github.com/weft-dev/weft/up/demoapp"
@@ -230,10 +231,17 @@ func demoLast(t *testing.T, in *up.Instance) demoapp.Answer {
 	return a
 }
 
-// adminJSON decodes a JSON page of an instance's Envoy admin.
+// adminJSON decodes a JSON page of an instance's Envoy admin (on its
+// unix socket).
 func adminJSON(t *testing.T, in *up.Instance, path string, v any) {
 	t.Helper()
-	getJSON(t, "http://"+in.AdminAddr+path, v)
+	code, body := tooltest.AdminGet(t, in.AdminSocket, path)
+	if code != http.StatusOK {
+		t.Fatalf("%s admin %s: %d %s", in.NodeID, path, code, body)
+	}
+	if err := json.Unmarshal([]byte(body), v); err != nil {
+		t.Fatalf("%s admin %s: %v", in.NodeID, path, err)
+	}
 }
 
 // envoyConcurrency is the number of worker threads an instance's Envoy

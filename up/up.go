@@ -18,6 +18,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
 	"github.com/weft-dev/weft/compiler"
 	cav1 "github.com/weft-dev/weft/reconciler/api/ca/v1"
 	"github.com/weft-dev/weft/reconciler/api/status"
@@ -89,6 +92,10 @@ type Options struct {
 	RunSidecar SidecarRunner
 	// RunApp runs an app (default: DefaultAppRunner(os.Executable())).
 	RunApp AppRunner
+	// TestOnlyBeforePublish is passed to the xDS server
+	// (xds.Options.TestOnlyBeforePublish): tests use it to serve a value
+	// that Envoy rejects. Leave it nil.
+	TestOnlyBeforePublish func(rev string, res *compiler.Result) *compiler.Result
 	// Out receives the human-readable report (what runs where); Log the
 	// events.
 	Out io.Writer
@@ -126,7 +133,7 @@ type Mesh struct {
 	mu        sync.Mutex
 	ips       *ipAllocator
 	instances map[string]*runningInstance // by node id
-	placed    map[string]*Instance
+	placed    *placements
 	changed   chan struct{}
 }
 
@@ -181,7 +188,7 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Mesh{opts: o, log: o.Log, runtime: rt, ips: ips, instances: map[string]*runningInstance{}, placed: map[string]*Instance{},
+	m := &Mesh{opts: o, log: o.Log, runtime: rt, ips: ips, instances: map[string]*runningInstance{}, placed: newPlacements(),
 		done: make(chan struct{}), started: make(chan struct{}), changed: make(chan struct{})}
 	m.ctx, m.cancel = context.WithCancel(ctx)
 	m.pipeline = &pipeline.Pipeline{Gate: gate, Env: o.Env, Check: m.check, Endpoints: m.endpoints, Publisher: (*publisher)(m)}
@@ -196,6 +203,7 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 		m.stopAll()
 		close(m.done)
 	}()
+	go m.reportRollbacks()
 	select {
 	case <-m.started:
 		return m, nil
@@ -308,8 +316,10 @@ func (m *Mesh) startControlPlane() error {
 	if err != nil {
 		return err
 	}
-	caSrv := xds.New(xds.Options{TLS: caTLS, Logger: m.log}) // a gRPC server with TLS; only the CA service is used
-	ca.NewServer(m.ca, m.auth, m.log).Register(caSrv.GRPC())
+	// Its own gRPC server with the CA service only: this port requires
+	// no client certificate, so it must not carry ADS.
+	caSrv := grpc.NewServer(grpc.Creds(credentials.NewTLS(caTLS)))
+	ca.NewServer(m.ca, m.auth, m.log).Register(caSrv)
 	caLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -346,7 +356,16 @@ func (m *Mesh) startXDS(addr string) error {
 	if err != nil {
 		return err
 	}
-	srv := xds.New(xds.Options{TLS: xdsTLS, PerNode: PerNode, Logger: m.log})
+	// A stream is served as the instance that weft up placed for the
+	// node id it claims, if its certificate is that instance's identity;
+	// the instance's placement comes from the same record.
+	srv := xds.New(xds.Options{
+		TLS:                   xdsTLS,
+		Authorizer:            xds.RecordAuthorizer{Lookup: m.placed.record},
+		PerNode:               m.placed.perNode,
+		Logger:                m.log,
+		TestOnlyBeforePublish: m.opts.TestOnlyBeforePublish,
+	})
 	var ln net.Listener
 	for i := 0; ; i++ { // a restart rebinds the same port, which may linger briefly
 		ln, err = net.Listen("tcp", addr)
@@ -426,11 +445,14 @@ func (m *Mesh) place(svc *mesh.Service, version string, replica int) (*Instance,
 		ports = append(ports, p.Port)
 	}
 	sort.Slice(ports, func(i, j int) bool { return ports[i] < ports[j] })
-	if in := m.placed[id]; in != nil && equalPorts(in.Ports, ports) {
+	ident := cav1.Identity{TrustDomain: m.trustDomain, Namespace: svc.Namespace, ServiceAccount: svc.ServiceAccount}
+	// An identity change re-places too: the instance restarts with a
+	// certificate of its new identity.
+	if in := m.placed.get(id); in != nil && equalPorts(in.Ports, ports) && in.Identity == ident {
 		return in, nil
 	}
 	ip := ""
-	if in := m.placed[id]; in != nil {
+	if in := m.placed.get(id); in != nil {
 		ip = in.IP
 	} else {
 		var err error
@@ -438,7 +460,7 @@ func (m *Mesh) place(svc *mesh.Service, version string, replica int) (*Instance,
 			return nil, err
 		}
 	}
-	in := &Instance{Class: class, Service: svc.Name, Version: version, Replica: replica, NodeID: id, IP: ip,
+	in := &Instance{Class: class, Service: svc.Name, Version: version, Replica: replica, NodeID: id, Identity: ident, IP: ip,
 		Ports: ports, AppPorts: map[uint32]uint32{}, Edge: svc.Edge}
 	for _, p := range ports {
 		ap, err := freePort(ip)
@@ -452,20 +474,13 @@ func (m *Mesh) place(svc *mesh.Service, version string, replica int) (*Instance,
 		}
 		in.AppPorts[p] = ap
 	}
-	// Envoy's admin on the instance's own IP: the usual 15000 is free
-	// there unless the service itself uses it.
-	admin := uint32(compiler.DefaultAdminPort)
-	for containsPort(ports, admin) || appPortsContain(in.AppPorts, admin) {
-		var err error
-		if admin, err = freePort(ip); err != nil {
-			return nil, err
-		}
-	}
-	in.AdminAddr = net.JoinHostPort(ip, strconv.Itoa(int(admin)))
+	// Envoy's admin: a unix socket in the private runtime directory
+	// (0700), never a TCP port another local process could reach.
+	in.AdminSocket = adminSocketPath(m.runtime, id)
 	if svc.Local != nil {
 		in.Command = svc.Local.Command
 	}
-	m.placed[id] = in
+	m.placed.set(in)
 	return in, nil
 }
 
@@ -540,7 +555,7 @@ func (m *Mesh) reconcileLocked(model *mesh.Model) error {
 		for _, vname := range svc.VersionNames() {
 			for r := 0; r < svc.Versions[vname].Replicas; r++ {
 				id := compiler.ClassName(name, vname) + "-" + strconv.Itoa(r)
-				if in := m.placed[id]; in != nil {
+				if in := m.placed.get(id); in != nil {
 					want[id] = in
 				}
 			}
@@ -585,7 +600,7 @@ func (m *Mesh) reconcileLocked(model *mesh.Model) error {
 
 func (m *Mesh) printTable(ins []*Instance) {
 	w := tabwriter.NewWriter(m.opts.Out, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(w, "INSTANCE\tCLASS\tLISTENS ON\tAPP\tOUTBOUND (HTTP_PROXY)\tENVOY ADMIN")
+	fmt.Fprintln(w, "INSTANCE\tCLASS\tLISTENS ON\tAPP\tOUTBOUND (HTTP_PROXY)\tENVOY ADMIN (unix socket)")
 	for _, in := range ins {
 		var addrs string
 		for i, p := range in.Ports {
@@ -598,7 +613,7 @@ func (m *Mesh) printTable(ins []*Instance) {
 		if len(in.Command) > 0 {
 			app = in.Command[0]
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s %s\t%s\thttp://%s\n", in.NodeID, in.Class, addrs, app, in.AppAddr(), in.OutboundProxy(), in.AdminAddr)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s %s\t%s\t%s\n", in.NodeID, in.Class, addrs, app, in.AppAddr(), in.OutboundProxy(), in.AdminSocket)
 	}
 	w.Flush()
 	for _, in := range ins {
@@ -642,6 +657,18 @@ func (m *Mesh) Server() *xds.Server {
 
 // CA is the mesh CA.
 func (m *Mesh) CA() *ca.CA { return m.ca }
+
+// CAAddr is the address of the CA's gRPC service (TLS, no client
+// certificate; the CA service only).
+func (m *Mesh) CAAddr() string { return m.caAddr }
+
+// XDSAddr is the address of the xDS server (mTLS with a workload
+// certificate).
+func (m *Mesh) XDSAddr() string {
+	m.cpMu.Lock()
+	defer m.cpMu.Unlock()
+	return m.xdsAddr
+}
 
 // StateDir is the state directory in use (absolute).
 func (m *Mesh) StateDir() string { return m.opts.StateDir }
@@ -743,13 +770,4 @@ func (m *Mesh) stopControlPlane() {
 		m.caServer.srv.Stop()
 	}
 	_ = os.Remove(filepath.Join(m.opts.StateDir, StatusAddrFile))
-}
-
-func appPortsContain(m map[uint32]uint32, p uint32) bool {
-	for _, q := range m {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }

@@ -183,6 +183,11 @@ func (c *CA) SignCSR(csrPEM []byte, owner cav1.Identity, ttl time.Duration) (*Is
 	if owner.TrustDomain != c.cfg.TrustDomain {
 		return nil, &ForbiddenError{Owner: owner, Requested: owner.String(), Reason: "trust domain is not " + c.cfg.TrustDomain}
 	}
+	if err := owner.Validate(); err != nil {
+		// Authenticators validate what they register; a credential that
+		// maps to an ambiguous id is refused here all the same.
+		return nil, &ForbiddenError{Owner: owner, Requested: owner.String(), Reason: err.Error()}
+	}
 	block, rest := pem.Decode(csrPEM)
 	if block == nil || block.Type != "CERTIFICATE REQUEST" || len(trimSpace(rest)) != 0 {
 		return nil, badRequest("csr_pem is not one PEM CERTIFICATE REQUEST block")

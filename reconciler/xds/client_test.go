@@ -16,6 +16,7 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/weft-dev/weft/compiler"
@@ -52,8 +53,10 @@ type client struct {
 	done   chan struct{}
 
 	mu        sync.Mutex
+	err       error                      // why the stream ended
 	versions  map[string]string          // type URL -> version of the last response
 	names     map[string]map[string]bool // type URL -> resources held
+	raw       map[string][]*anypb.Any    // SotW: type URL -> resources of the last accepted response
 	responses int
 	changed   chan struct{}
 	// nack, when set, decides whether to reject a response (non-empty
@@ -71,14 +74,19 @@ func dial(tb testing.TB, addr, id, class string, delta bool) *client {
 
 func dialWith(tb testing.TB, addr, id, class string, delta bool, opts ...grpc.DialOption) *client {
 	tb.Helper()
+	return dialNode(tb, addr, &corev3.Node{Id: id, Cluster: class}, delta, opts...)
+}
+
+// dialNode connects a client that claims node (id, cluster, metadata).
+func dialNode(tb testing.TB, addr string, node *corev3.Node, delta bool, opts ...grpc.DialOption) *client {
+	tb.Helper()
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &client{id: id, class: class, delta: delta, conn: conn, cancel: cancel, done: make(chan struct{}),
-		versions: map[string]string{}, names: map[string]map[string]bool{}, changed: make(chan struct{})}
-	node := &corev3.Node{Id: id, Cluster: class}
+	c := &client{id: node.GetId(), class: node.GetCluster(), delta: delta, conn: conn, cancel: cancel, done: make(chan struct{}),
+		versions: map[string]string{}, names: map[string]map[string]bool{}, raw: map[string][]*anypb.Any{}, changed: make(chan struct{})}
 	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 	if delta {
 		st, err := ads.DeltaAggregatedResources(ctx)
@@ -91,7 +99,7 @@ func dialWith(tb testing.TB, addr, id, class string, delta bool, opts ...grpc.Di
 				req.Node = node
 			}
 			if err := st.Send(req); err != nil {
-				tb.Fatal(err)
+				break // the server ended the stream (a refusal): Recv says why
 			}
 		}
 		go c.runDelta(st)
@@ -102,7 +110,7 @@ func dialWith(tb testing.TB, addr, id, class string, delta bool, opts ...grpc.Di
 		}
 		for _, t := range allTypes {
 			if err := st.Send(&discoveryv3.DiscoveryRequest{TypeUrl: t, Node: node}); err != nil {
-				tb.Fatal(err)
+				break // the server ended the stream (a refusal): Recv says why
 			}
 		}
 		go c.runSotW(st)
@@ -117,11 +125,41 @@ func (c *client) close() {
 	c.conn.Close()
 }
 
+// ended records why the stream ended and wakes waiters.
+func (c *client) ended(err error) {
+	c.mu.Lock()
+	c.err = err
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// streamErr waits until the stream has ended and returns why.
+func (c *client) streamErr(tb testing.TB, d time.Duration) error {
+	tb.Helper()
+	select {
+	case <-c.done:
+	case <-time.After(d):
+		tb.Fatalf("client %s: the stream did not end within %s", c.id, d)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// total is the number of responses received.
+func (c *client) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.responses
+}
+
 func (c *client) runSotW(st discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient) {
 	defer close(c.done)
 	for {
 		resp, err := st.Recv()
 		if err != nil {
+			c.ended(err)
 			return
 		}
 		t := resp.GetTypeUrl()
@@ -140,6 +178,7 @@ func (c *client) runSotW(st discoveryv3.AggregatedDiscoveryService_StreamAggrega
 				names[fmt.Sprint(i)] = true // SotW: the count is what matters here
 			}
 			c.names[t] = names
+			c.raw[t] = resp.GetResources()
 			c.versions[t] = resp.GetVersionInfo()
 			req.VersionInfo = resp.GetVersionInfo()
 		}
@@ -158,6 +197,7 @@ func (c *client) runDelta(st discoveryv3.AggregatedDiscoveryService_DeltaAggrega
 	for {
 		resp, err := st.Recv()
 		if err != nil {
+			c.ended(err)
 			return
 		}
 		t := resp.GetTypeUrl()

@@ -10,8 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,17 +34,22 @@ import (
 // per-node hook gives each its own listener ports (node metadata), which
 // is what local mode does.
 
+// nodePorts holds, by node id, the inbound and outbound listener ports of
+// the test Envoys: the control plane's own record of where each proxy
+// listens (as `weft up` keeps its placements), never what a node claims.
+var nodePorts sync.Map // node id -> [2]int
+
 // portsHook is a PerNodeFunc: the inbound and outbound listeners of a
-// node listen on the ports in its metadata ("inbound_port",
-// "outbound_port").
-func portsHook(node *corev3.Node, c *compiler.Class) (*compiler.Class, error) {
-	f := node.GetMetadata().GetFields()
-	ports := map[string]string{
-		compiler.InboundListenerName:  f["inbound_port"].GetStringValue(),
-		compiler.OutboundListenerName: f["outbound_port"].GetStringValue(),
-	}
-	if ports[compiler.InboundListenerName] == "" && ports[compiler.OutboundListenerName] == "" {
+// node listen on the ports recorded for it in nodePorts.
+func portsHook(nodeID string, c *compiler.Class) (*compiler.Class, error) {
+	v, ok := nodePorts.Load(nodeID)
+	if !ok {
 		return c, nil
+	}
+	p := v.([2]int)
+	ports := map[string]uint32{
+		compiler.InboundListenerName:  uint32(p[0]),
+		compiler.OutboundListenerName: uint32(p[1]),
 	}
 	cp := *c
 	cp.Resources = map[resource.Type][]types.Resource{}
@@ -54,13 +59,9 @@ func portsHook(node *corev3.Node, c *compiler.Class) (*compiler.Class, error) {
 	var ls []types.Resource
 	for _, r := range c.Resources[resource.ListenerType] {
 		l := r.(*listenerv3.Listener)
-		if p := ports[l.Name]; p != "" {
-			n, err := strconv.ParseUint(p, 10, 16)
-			if err != nil {
-				return nil, fmt.Errorf("node %s: port %q: %w", node.GetId(), p, err)
-			}
+		if p := ports[l.Name]; p != 0 {
 			l = proto.Clone(l).(*listenerv3.Listener)
-			l.Address.GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: uint32(n)}
+			l.Address.GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: p}
 		}
 		ls = append(ls, l)
 	}
@@ -81,6 +82,8 @@ func startEnvoy(t *testing.T, addr, id, class string, delta bool) *envoyProc {
 	bin := tooltest.Envoy(t)
 	ports := tooltest.FreePorts(t, 3)
 	e := &envoyProc{id: id, admin: int(ports[0]), inbound: int(ports[1]), outbound: int(ports[2]), out: &tooltest.Output{}}
+	nodePorts.Store(id, [2]int{e.inbound, e.outbound})
+	t.Cleanup(func() { nodePorts.Delete(id) })
 	host, port, _ := net.SplitHostPort(addr)
 	api := "GRPC"
 	if delta {
@@ -89,7 +92,6 @@ func startEnvoy(t *testing.T, addr, id, class string, delta bool) *envoyProc {
 	boot := fmt.Sprintf(`node:
   id: %q
   cluster: %q
-  metadata: {inbound_port: "%d", outbound_port: "%d"}
 admin:
   address: {socket_address: {address: 127.0.0.1, port_value: %d}}
 dynamic_resources:
@@ -112,7 +114,7 @@ static_resources:
     load_assignment:
       cluster_name: xds
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: %s, port_value: %s}}}}]}]
-`, id, class, e.inbound, e.outbound, e.admin, api, host, port)
+`, id, class, e.admin, api, host, port)
 	file := filepath.Join(t.TempDir(), id+".yaml")
 	if err := os.WriteFile(file, []byte(boot), 0o644); err != nil {
 		t.Fatal(err)
@@ -158,6 +160,18 @@ func (e *envoyProc) get(t *testing.T, host, path string) (int, string) {
 func (e *envoyProc) configDump(t *testing.T, res string) string {
 	t.Helper()
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/config_dump?resource=%s", e.admin, res))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// stats reads Envoy counters whose name matches the regex filter.
+func (e *envoyProc) stats(t *testing.T, filter string) string {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/stats?filter=%s", e.admin, url.QueryEscape(filter)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,22 +259,20 @@ func TestEnvoyADS(t *testing.T) {
 	}
 }
 
-// TestEnvoyNACK: a revision that Envoy rejects at run time although
-// go-control-plane's Consistent() accepts it (a route whose regex does
-// not compile). Both Envoys NACK it; the status has Envoy's message, the
-// route configuration and its CUE position; Envoy keeps routing with the
-// previous config.
-func TestEnvoyNACK(t *testing.T) {
-	s, _, dir, appPort, envoys := envoyMesh(t)
-	good := compileDir(t, dir, "rev1")
-	bad := withClass(good, "frontend-v1", func(c *compiler.Class) {
-		c.SnapshotVersion = "rev2/bad"
+// badRoute returns res with route 0 of frontend-v1's route configuration
+// outbound|http changed by f (on a clone) and the class's snapshot version
+// set to v: a value that go-control-plane's Consistent() accepts and that
+// Envoy rejects.
+func badRoute(t *testing.T, res *compiler.Result, v string, f func(*routev3.Route)) *compiler.Result {
+	t.Helper()
+	bad := withClass(res, "frontend-v1", func(c *compiler.Class) {
+		c.SnapshotVersion = v
 		var rs []types.Resource
 		for _, r := range c.Resources[resource.RouteType] {
 			rc := r.(*routev3.RouteConfiguration)
 			if rc.Name == "outbound|http" {
 				rc = proto.Clone(rc).(*routev3.RouteConfiguration)
-				rc.VirtualHosts[0].Routes[0].Match.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "(unclosed"}}
+				f(rc.VirtualHosts[0].Routes[0])
 			}
 			rs = append(rs, rc)
 		}
@@ -269,35 +281,181 @@ func TestEnvoyNACK(t *testing.T) {
 	if _, err := bad.Class("frontend-v1").Snapshot(); err != nil {
 		t.Fatalf("the bad class must pass Consistent(): %v", err)
 	}
-	if err := s.Publish("rev2", bad); err != nil {
-		t.Fatal(err)
-	}
-	st := waitStatus(t, s, 30*time.Second, "both Envoys NACK rev2/bad", func(st status.Status) bool {
-		for _, e := range envoys {
-			if p := proxy(st, e.id); p == nil || p.LastNACK == nil || p.LastNACK.Version != "rev2/bad" {
+	return bad
+}
+
+// unclosedRegex makes a route match a regex that does not compile.
+func unclosedRegex(r *routev3.Route) {
+	r.Match.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "(unclosed"}}
+}
+
+// bigHeader adds a request header whose value is longer than the 16384
+// bytes that Envoy's HeaderValue allows.
+func bigHeader(r *routev3.Route) {
+	r.RequestHeadersToAdd = append(r.RequestHeadersToAdd, &corev3.HeaderValueOption{
+		Header: &corev3.HeaderValue{Key: "x-big", Value: strings.Repeat("a", 17000)},
+	})
+}
+
+// rolledBack: the last attempt is rev failed at rollout and every listed
+// proxy is in sync with the served revision again.
+func rolledBack(rev string, ids ...string) func(status.Status) bool {
+	return func(st status.Status) bool {
+		if a := st.LastAttempt; a == nil || a.Revision != rev || a.Step != status.StepRollout {
+			return false
+		}
+		for _, id := range ids {
+			if !inSync(id)(st) {
 				return false
 			}
 		}
 		return true
+	}
+}
+
+// TestEnvoyNACK: revisions that Envoy rejects at run time although
+// go-control-plane's Consistent() accepts them: a route whose regex does
+// not compile (Envoy says why), and a header value over Envoy's 16384-byte
+// limit (Envoy's message is 4 KB of the route's dump, cut before the
+// reason). Both Envoys (SotW and delta) are served the previous revision
+// again; the attempt fails at step rollout with the proxy, the route
+// configuration, the reason in a line and its CUE position; Envoy keeps
+// routing with the previous config. A rejected revision is never
+// published again.
+func TestEnvoyNACK(t *testing.T) {
+	s, _, dir, appPort, envoys := envoyMesh(t)
+	good := compileDir(t, dir, "rev1")
+	v1 := good.Class("frontend-v1").SnapshotVersion
+	var rejected []*compiler.Result
+	for _, tc := range []struct {
+		rev, reason string
+		mutate      func(*routev3.Route)
+	}{
+		{"rev2", "missing ): (unclosed", unclosedRegex},
+		{"rev3", "value length must be at most 16384 bytes", bigHeader},
+	} {
+		bad := badRoute(t, good, tc.rev+"/bad", tc.mutate)
+		rejected = append(rejected, bad)
+		if err := s.Publish(tc.rev, bad); err != nil {
+			t.Fatal(err)
+		}
+		st := waitStatus(t, s, 30*time.Second, tc.rev+" rolled back on both Envoys", rolledBack(tc.rev, "frontend-sotw", "frontend-delta"))
+		a := st.LastAttempt
+		n := a.NACK
+		t.Logf("%s: attempt error: %s", tc.rev, a.Error)
+		if n == nil || (n.NodeID != "frontend-sotw" && n.NodeID != "frontend-delta") || n.Version != tc.rev+"/bad" || n.TypeURL != resource.RouteType {
+			t.Fatalf("%s: attempt NACK %+v, want a frontend Envoy's NACK of RDS %s/bad", tc.rev, n, tc.rev)
+		}
+		if !strings.Contains(n.Reason, tc.reason) || len(n.Reason) > 300 || !strings.Contains(a.Error, tc.reason) {
+			t.Errorf("%s: reason %q, want a line with %q", tc.rev, n.Reason, tc.reason)
+		}
+		if n.Resource != "outbound|http" || n.Provenance == nil || n.Provenance.File != "mesh.cue" || n.Provenance.Line == 0 || n.Provenance.Service != "reviews" {
+			t.Errorf("%s: NACK attributed to %q %+v, want outbound|http, reviews' route at mesh.cue:<line>", tc.rev, n.Resource, n.Provenance)
+		}
+		if len(a.Problems) != 1 || a.Problems[0].File != "mesh.cue" || a.Problems[0].Line != n.Provenance.Line || a.RolledBackTo != "rev1" {
+			t.Errorf("%s: attempt %+v, want one problem at mesh.cue:%d and rolled back to rev1", tc.rev, a, n.Provenance.Line)
+		}
+		if st.Revision != "rev1" || st.Classes["frontend-v1"] != v1 || st.LastAppliedRevision != "rev1" || st.Rollout != nil || st.LastAttemptedRevision != tc.rev {
+			t.Errorf("%s: status %s, want rev1 served and applied again, %s last attempted", tc.rev, dumpStatus(st), tc.rev)
+		}
+		for _, e := range envoys {
+			if p := proxy(st, e.id); p.AckedVersion != v1 || p.Version != v1 {
+				t.Errorf("%s: %s %+v, want served and ACKed %s", tc.rev, e.id, p, v1)
+			}
+			if code, body := e.get(t, fmt.Sprintf("reviews:%d", appPort), "/"); code != 200 || body != "route=one" {
+				t.Errorf("%s: %s: GET / = %d %q, want the previous config's 200 route=one", tc.rev, e.id, code, body)
+			}
+			if dump := e.configDump(t, "dynamic_route_configs"); strings.Contains(dump, "unclosed") || strings.Contains(dump, "x-big") || !strings.Contains(dump, `"one"`) {
+				t.Errorf("%s: %s: config dump shows the rejected route:\n%s", tc.rev, e.id, dump)
+			}
+		}
+	}
+	// Envoy cut its message at 4 KB; the status keeps it, bounded.
+	if n := s.Status().LastAttempt.NACK; len(n.Message) > 5000 || !strings.HasSuffix(n.Message, "...(truncated)") {
+		t.Errorf("16 KB header: message of %d bytes ending %q", len(n.Message), n.Message[max(0, len(n.Message)-20):])
+	}
+	// A rejected revision is not published again.
+	if err := s.Publish("rev2", rejected[0]); err == nil || !strings.Contains(err.Error(), "was rejected by proxy") {
+		t.Errorf("publishing rev2 again: %v, want it refused as rejected", err)
+	}
+	if st := s.Status(); st.Revision != "rev1" {
+		t.Errorf("after the refused publish: serving %q, want rev1", st.Revision)
+	}
+}
+
+// TestEnvoyRollbackTwoClasses: a revision that changes two classes — a
+// route of frontend (which Envoy rejects: a header value over 16384
+// bytes) and reviews' inbound listener (a local rate limit, which it
+// accepts). frontend's Envoy NACKs; both are served the previous revision
+// again, so the mesh runs one revision: reviews' Envoy drops the rate
+// limit it had taken, frontend's still routes with the previous route.
+// The status shows the rollout failed with the proxy, the reason and the
+// file:line of the rejected route. A later good revision reaches both.
+func TestEnvoyRollbackTwoClasses(t *testing.T) {
+	appPort := echoApp(t)
+	dir := t.TempDir()
+	writeMesh(t, dir, appPort, "one", "")
+	s, addr := startServer(t, Options{PerNode: portsHook})
+	r1 := compileDir(t, dir, "rev1")
+	if err := s.Publish("rev1", r1); err != nil {
+		t.Fatal(err)
+	}
+	fe := startEnvoy(t, addr, "frontend-0", "frontend-v1", false)
+	rv := startEnvoy(t, addr, "reviews-0", "reviews-v1", true)
+	waitStatus(t, s, 30*time.Second, "both Envoys in sync with rev1", func(st status.Status) bool {
+		return inSync("frontend-0")(st) && inSync("reviews-0")(st) && st.LastAppliedRevision == "rev1"
 	})
-	for _, e := range envoys {
-		p := proxy(st, e.id)
-		n := p.LastNACK
-		t.Logf("%s NACK: %+v provenance %+v", e.id, *n, n.Provenance)
-		if n.TypeURL != resource.RouteType || !strings.Contains(n.Message, "unclosed") {
-			t.Errorf("%s: NACK %+v, want RDS with Envoy's regex error", e.id, n)
-		}
-		if n.Resource != "outbound|http" || n.Provenance == nil || n.Provenance.File != "mesh.cue" || n.Provenance.Line == 0 || n.Provenance.Service == "" {
-			t.Errorf("%s: NACK attributed to %q %+v, want outbound|http with mesh.cue:<line>", e.id, n.Resource, n.Provenance)
-		}
-		if p.InSync || !strings.HasPrefix(p.AckedVersion, "rev1/") || p.Version != "rev2/bad" {
-			t.Errorf("%s: %+v, want serving rev2/bad, ACKed rev1, not in sync", e.id, p)
-		}
-		if code, body := e.get(t, fmt.Sprintf("reviews:%d", appPort), "/"); code != 200 || body != "route=one" {
-			t.Errorf("%s: GET / = %d %q, want the previous config's 200 route=one", e.id, code, body)
-		}
-		if dump := e.configDump(t, "dynamic_route_configs"); strings.Contains(dump, "unclosed") || !strings.Contains(dump, `"one"`) {
-			t.Errorf("%s: config dump shows the rejected route:\n%s", e.id, dump)
-		}
+	host := fmt.Sprintf("reviews:%d", appPort)
+	const limited = "local_ratelimit"
+	if dump := rv.configDump(t, "dynamic_listeners"); strings.Contains(dump, limited) {
+		t.Fatalf("rev1's reviews listener already has a rate limit:\n%s", dump)
+	}
+
+	writeMesh(t, dir, appPort, "two", "rateLimit: {requestsPerSecond: 1000, burst: 1000}")
+	r2 := badRoute(t, compileDir(t, dir, "rev2"), "rev2/bad", bigHeader)
+	if r2.Class("reviews-v1").SnapshotVersion == r1.Class("reviews-v1").SnapshotVersion {
+		t.Fatal("rev2 does not change reviews-v1")
+	}
+	if err := s.Publish("rev2", r2); err != nil {
+		t.Fatal(err)
+	}
+	st := waitStatus(t, s, 30*time.Second, "rev2 rolled back on both Envoys", rolledBack("rev2", "frontend-0", "reviews-0"))
+	a := st.LastAttempt
+	t.Logf("status: %s", a.Error)
+	if a.NACK == nil || a.NACK.NodeID != "frontend-0" || !strings.Contains(a.NACK.Reason, "16384") || a.RolledBackTo != "rev1" {
+		t.Errorf("attempt %+v, want frontend-0's NACK with the 16384-byte limit, rolled back to rev1", a)
+	}
+	if len(a.Problems) != 1 || a.Problems[0].File != "mesh.cue" || a.Problems[0].Line == 0 {
+		t.Errorf("problems %+v, want the rejected route's mesh.cue:<line>", a.Problems)
+	}
+	if p := proxy(st, "reviews-0"); p.AckedVersion != r1.Class("reviews-v1").SnapshotVersion || p.LastNACK != nil {
+		t.Errorf("reviews-0 %+v, want rev1 ACKed again and no NACK of its own", p)
+	}
+	if dump := rv.configDump(t, "dynamic_listeners"); strings.Contains(dump, limited) {
+		t.Errorf("reviews' Envoy still has rev2's rate limit after the rollback:\n%s", dump)
+	}
+	// Whether reviews' Envoy applied rev2 before the rollback reached it
+	// depends on timing; log it.
+	t.Logf("reviews' Envoy: %s", strings.TrimSpace(rv.stats(t, "listener_manager.listener_modified")))
+	if code, body := fe.get(t, host, "/"); code != 200 || body != "route=one" {
+		t.Errorf("frontend: GET / = %d %q, want rev1's 200 route=one", code, body)
+	}
+
+	writeMesh(t, dir, appPort, "three", "rateLimit: {requestsPerSecond: 1000, burst: 1000}")
+	r3 := compileDir(t, dir, "rev3")
+	if err := s.Publish("rev3", r3); err != nil {
+		t.Fatal(err)
+	}
+	st = waitStatus(t, s, 30*time.Second, "rev3 applied on both Envoys", func(st status.Status) bool {
+		return inSync("frontend-0")(st) && inSync("reviews-0")(st) && st.LastAppliedRevision == "rev3"
+	})
+	if st.LastAttempt.Error != "" || st.Rollout != nil {
+		t.Errorf("after rev3: %s", dumpStatus(st))
+	}
+	if dump := rv.configDump(t, "dynamic_listeners"); !strings.Contains(dump, limited) {
+		t.Errorf("reviews' Envoy lacks rev3's rate limit:\n%s", dump)
+	}
+	if code, body := fe.get(t, host, "/"); code != 200 || body != "route=three" {
+		t.Errorf("frontend: GET / = %d %q, want rev3's 200 route=three", code, body)
 	}
 }

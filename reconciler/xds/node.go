@@ -17,7 +17,7 @@ import (
 type node struct {
 	id        string
 	class     string
-	meta      *corev3.Node
+	identity  string // verified SPIFFE id of its streams ("" without mTLS)
 	transport string
 	streams   int // open streams that have sent a request
 
@@ -45,6 +45,46 @@ type node struct {
 	nackFor    string // version of the last NACK
 	certExpiry time.Time
 	err        string
+
+	// held: the node rejected what it is served and there is nothing to
+	// fall back to, so it is sent nothing new (its watches park) until a
+	// version it has not rejected is set.
+	held bool
+	// rejected are the versions the node NACKed, never set for it again
+	// (at most maxRejected, oldest forgotten first).
+	rejected      map[string]bool
+	rejectedOrder []string
+	// retry re-makes a failed per-node variant after retryDelay.
+	retry      *time.Timer
+	retryDelay time.Duration
+	// live are its open streams (streams counts them).
+	live map[*stream]bool
+	// pushes counts the responses sent to the node, pushesAtNACK their
+	// number when it first NACKed, resentRejected the responses of a type
+	// and version that the node had been sent before and rejected (tests:
+	// the NACK loop); lastSent is the version last sent of each type.
+	pushes, pushesAtNACK, nacks, resentRejected int
+	lastSent                                    map[string]string
+}
+
+// maxRejected bounds the versions remembered as rejected, per node and
+// per server.
+const maxRejected = 64
+
+// reject remembers that the node NACKed version v.
+func (n *node) reject(v string) {
+	if n.rejected == nil {
+		n.rejected = map[string]bool{}
+	}
+	if n.rejected[v] {
+		return
+	}
+	n.rejected[v] = true
+	n.rejectedOrder = append(n.rejectedOrder, v)
+	if len(n.rejectedOrder) > maxRejected {
+		delete(n.rejected, n.rejectedOrder[0])
+		n.rejectedOrder = n.rejectedOrder[1:]
+	}
 }
 
 // maxEarlier bounds node.earlier: a proxy that does not answer is not
@@ -76,6 +116,7 @@ func (n *node) status() status.Proxy {
 	p := status.Proxy{
 		NodeID:         n.id,
 		Class:          n.class,
+		Identity:       n.identity,
 		Transport:      n.transport,
 		Connected:      n.streams > 0,
 		ConnectedSince: n.connectedSince,
@@ -96,20 +137,31 @@ func (n *node) status() status.Proxy {
 		}
 	}
 	if n.nack != nil {
-		c := *n.nack
-		if c.Provenance != nil {
-			pv := *c.Provenance
-			c.Provenance = &pv
-		}
-		p.LastNACK = &c
+		p.LastNACK = copyNACK(n.nack)
 	}
 	return p
+}
+
+func copyNACK(n *status.NACK) *status.NACK {
+	c := *n
+	if c.Provenance != nil {
+		pv := *c.Provenance
+		c.Provenance = &pv
+	}
+	return &c
 }
 
 // stream is one xDS stream of a node.
 type stream struct {
 	delta bool
+	peer  Peer  // the verified client, from the TLS handshake
 	node  *node // nil until its first request names the node
+	// binding is the node the Authorizer bound the stream to (nil until
+	// its first request); claimed is a copy of the node that request
+	// claimed and nodeMsg that request's node message, which the xDS
+	// server keeps for the stream's later requests.
+	binding          *Binding
+	claimed, nodeMsg *corev3.Node
 	// sent holds, per type URL, the responses not yet answered, oldest
 	// first.
 	sent map[string][]sentResponse
@@ -121,55 +173,68 @@ type sentResponse struct {
 	names   []string // delta: the resources in the response
 }
 
-// className is the proxy class a node asks for.
-func className(n *corev3.Node) string {
-	if v := n.GetMetadata().GetFields()[ClassMetadataKey]; v != nil && v.GetStringValue() != "" {
-		return v.GetStringValue()
+// streamOf is the stream with the id; s.mu is held.
+func (s *Server) streamOf(id int64, delta bool) *stream {
+	if delta {
+		return s.deltas[id]
 	}
-	return n.GetCluster()
+	return s.streams[id]
 }
 
-// attach registers the stream's node on its first request and gives a new
-// node its class's snapshot; s.mu is held.
-func (s *Server) attach(st *stream, meta *corev3.Node) {
-	if st.node != nil || meta == nil {
+// attach registers the stream's node once the stream is bound, and gives
+// a new node its class's snapshot; s.mu is held.
+func (s *Server) attach(st *stream) {
+	if st.node != nil || st.binding == nil {
 		return
 	}
 	now := s.opts.Now()
-	id := meta.GetId()
-	class := className(meta)
+	id, class := st.binding.NodeID, st.binding.Class
 	n := s.nodes[id]
 	if n == nil || n.class != class {
 		if n != nil && n.cls != nil {
 			s.cache.ClearSnapshot(id)
 		}
 		streams := 0
+		var rejected map[string]bool
+		var order []string
 		if n != nil {
-			streams = n.streams
+			streams, rejected, order = n.streams, n.rejected, n.rejectedOrder
+			n.stopRetry()
 		}
-		n = &node{id: id, class: class, streams: streams, subscribed: map[string]bool{}, pending: map[string]bool{}, ackedType: map[string]string{}}
+		n = &node{id: id, class: class, streams: streams, subscribed: map[string]bool{}, pending: map[string]bool{},
+			ackedType: map[string]string{}, rejected: rejected, rejectedOrder: order}
 		s.nodes[id] = n
 	}
-	n.meta = meta
-	n.transport = status.TransportSotW
-	if st.delta {
-		n.transport = status.TransportDelta
+	if st.peer.Verified() {
+		n.identity = st.peer.Identity.String()
 	}
 	if n.streams == 0 {
+		// The first stream's transport is the node's (what ACKs are
+		// awaited by); a second stream of another kind is served the same
+		// snapshots, but does not change that.
+		n.transport = status.TransportSotW
+		if st.delta {
+			n.transport = status.TransportDelta
+		}
 		n.connectedSince = now
 		n.disconnectedAt = time.Time{}
 	}
 	n.streams++
+	if n.live == nil {
+		n.live = map[*stream]bool{}
+	}
+	n.live[st] = true
 	st.node = n
-	s.log.Info("proxy connected", "node", id, "class", class, "transport", n.transport)
+	s.log.Info("proxy connected", "node", id, "class", class, "transport", n.transport, "identity", n.identity)
 	if n.cls == nil {
 		s.serveCurrent(n)
 	}
 	s.notify()
 }
 
-// serveCurrent sets the node's snapshot from the served revision; s.mu
-// is held.
+// serveCurrent sets the node's snapshot from the served revision. A
+// per-node variant that fails leaves the node as it is, with the error,
+// and is retried. s.mu is held.
 func (s *Server) serveCurrent(n *node) {
 	cur := s.classes[n.class]
 	if cur == nil {
@@ -178,42 +243,94 @@ func (s *Server) serveCurrent(n *node) {
 		} else {
 			n.err = fmt.Sprintf("unknown proxy class %q: revision %s has no such class (node.cluster or metadata %q names it)", n.class, s.revision, ClassMetadataKey)
 		}
-		s.log.Warn("proxy asks for an unknown class; serving nothing", "node", n.id, "class", n.class, "revision", s.revision)
+		s.warn.warn(n.id, "proxy asks for a class the served revision does not have; serving nothing", "node", n.id, "class", n.class, "revision", s.revision)
 		return
 	}
-	c, snap := cur.class, cur.snap
-	if s.opts.PerNode != nil {
-		var err error
-		c, snap, err = s.variant(n.meta, cur)
-		if err != nil {
-			n.err = err.Error()
-			s.log.Error("per-node variant failed; serving nothing", "node", n.id, "class", n.class, "error", err)
-			return
-		}
+	c, snap, err := s.variant(n.id, cur)
+	if err != nil {
+		s.variantFailed(n, err)
+		return
 	}
 	s.set(n, c, snap, nil)
 }
 
 // variant is a node's own variant of a class, checked.
-func (s *Server) variant(meta *corev3.Node, cur *served) (*compiler.Class, *cache.Snapshot, error) {
-	c, err := s.opts.PerNode(meta, cur.class)
+func (s *Server) variant(nodeID string, cur *served) (*compiler.Class, *cache.Snapshot, error) {
+	if s.opts.PerNode == nil {
+		return cur.class, cur.snap, nil
+	}
+	c, err := s.opts.PerNode(nodeID, cur.class)
 	if err != nil {
-		return nil, nil, fmt.Errorf("per-node variant of %s for node %s: %w", cur.class.Name, meta.GetId(), err)
+		return nil, nil, fmt.Errorf("per-node variant of %s for node %s: %w", cur.class.Name, nodeID, err)
 	}
 	if c == cur.class {
 		return c, cur.snap, nil
 	}
 	snap, err := snapshot(c)
 	if err != nil {
-		return nil, nil, fmt.Errorf("per-node variant for node %s: %w", meta.GetId(), err)
+		return nil, nil, fmt.Errorf("per-node variant for node %s: %w", nodeID, err)
 	}
 	return c, snap, nil
+}
+
+// Bounds of the retry of a failed per-node variant.
+const (
+	minVariantRetry = 500 * time.Millisecond
+	maxVariantRetry = 30 * time.Second
+)
+
+// variantFailed records a failed per-node variant and schedules its
+// retry; the node keeps what it is served. s.mu is held.
+func (s *Server) variantFailed(n *node, err error) {
+	n.err = err.Error()
+	s.warn.warn(n.id, "per-node variant failed; the proxy keeps what it has and the variant is retried", "node", n.id, "class", n.class, "error", err)
+	if n.retry != nil {
+		return
+	}
+	n.retryDelay = min(max(2*n.retryDelay, minVariantRetry), maxVariantRetry)
+	n.retry = time.AfterFunc(n.retryDelay, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		n.retry = nil
+		if s.ctx.Err() != nil || s.nodes[n.id] != n || n.streams == 0 {
+			return
+		}
+		if cur := s.classes[n.class]; cur != nil && n.version != cur.class.SnapshotVersion {
+			s.serveCurrent(n)
+			s.checkApplied()
+			s.notify()
+		}
+	})
+}
+
+func (n *node) stopRetry() {
+	if n.retry != nil {
+		n.retry.Stop()
+		n.retry = nil
+	}
+	n.retryDelay = 0
+}
+
+// hold stops sending the node anything new (its watches park) after it
+// rejected what it is served; s.mu is held.
+func (s *Server) hold(n *node, why string) {
+	n.held = true
+	n.err = why
+	s.notify()
 }
 
 // set serves c to n. changed lists the types whose resources differ from
 // n's previous class (nil: compute it); a delta stream is only sent those.
 // s.mu is held.
 func (s *Server) set(n *node, c *compiler.Class, snap *cache.Snapshot, changed map[string]bool) {
+	if n.rejected[c.SnapshotVersion] {
+		// Never send a node a version it rejected (a NACKed SotW version
+		// would otherwise be answered again at once, in a loop).
+		s.hold(n, fmt.Sprintf("rejected version %s earlier (NACK); nothing new is sent to it until another version is served", c.SnapshotVersion))
+		return
+	}
+	n.held = false
+	n.stopRetry()
 	if n.cls != nil && changed == nil {
 		changed = changedTypes(n.cls, c)
 	}
@@ -264,8 +381,15 @@ func (s *Server) checkSynced(n *node) {
 
 // request handles a SotW or delta request: registration, subscription, ACK
 // or NACK of a sent response. s.mu is held.
-func (s *Server) request(st *stream, meta *corev3.Node, typeURL, nonce string, errDetail string, hasErr bool) {
-	s.attach(st, meta)
+//
+// versionInfo is a SotW request's version_info: the version of the type
+// that Envoy holds (after an ACK the one it accepted, after a NACK the
+// one it kept). When it is the node's version and nothing else is in
+// flight, the type is in sync: e.g. after a NACK and a rollback to the
+// version Envoy kept, the cache sends that type nothing (it has it), and
+// the NACK is its last word on it.
+func (s *Server) request(st *stream, typeURL, nonce, versionInfo string, errDetail string, hasErr bool) {
+	s.attach(st)
 	n := st.node
 	if n == nil {
 		return
@@ -276,6 +400,7 @@ func (s *Server) request(st *stream, meta *corev3.Node, typeURL, nonce string, e
 			n.pending[typeURL] = true
 		}
 	}
+	defer s.holds(st, n, typeURL, versionInfo)
 	if nonce == "" {
 		return
 	}
@@ -297,8 +422,21 @@ func (s *Server) request(st *stream, meta *corev3.Node, typeURL, nonce string, e
 			delete(n.pending, typeURL)
 		}
 		s.checkSynced(n)
+		s.checkApplied()
 	}
 	s.notify()
+}
+
+// holds marks type t in sync when a SotW request says that the node holds
+// its version of t and no response of t is in flight; s.mu is held.
+func (s *Server) holds(st *stream, n *node, t, versionInfo string) {
+	if st.delta || versionInfo == "" || versionInfo != n.version || len(st.sent[t]) > 0 || !n.pending[t] {
+		return
+	}
+	n.ackedType[t] = versionInfo
+	delete(n.pending, t)
+	s.checkSynced(n)
+	s.checkApplied()
 }
 
 // response records a response sent on a stream; s.mu is held.
@@ -307,8 +445,18 @@ func (s *Server) response(st *stream, typeURL, nonce, version string, names []st
 		st.sent = map[string][]sentResponse{}
 	}
 	st.sent[typeURL] = append(st.sent[typeURL], sentResponse{nonce: nonce, version: version, names: names})
-	if n := st.node; n != nil && n.acks(typeURL, version) {
-		n.pending[typeURL] = true
+	if n := st.node; n != nil {
+		n.pushes++
+		if n.rejected[version] && n.lastSent[typeURL] == version {
+			n.resentRejected++
+		}
+		if n.lastSent == nil {
+			n.lastSent = map[string]string{}
+		}
+		n.lastSent[typeURL] = version
+		if n.acks(typeURL, version) {
+			n.pending[typeURL] = true
+		}
 	}
 }
 
@@ -319,24 +467,51 @@ func (s *Server) closed(st *stream) {
 		return
 	}
 	n.streams--
+	delete(n.live, st)
 	if n.streams > 0 {
+		s.settle(n)
 		return
 	}
 	n.disconnectedAt = s.opts.Now()
 	s.cache.ClearSnapshot(n.id)
 	n.cls, n.prev, n.acked, n.earlier = nil, nil, nil, nil
 	n.subscribed, n.pending = map[string]bool{}, map[string]bool{}
+	n.held = false
+	n.stopRetry()
 	s.log.Info("proxy disconnected", "node", n.id, "class", n.class)
+	s.checkApplied()
+	s.notify()
+}
+
+// settle clears, after one of a node's streams closed, the pending types
+// that only that stream still owed: no remaining stream has a response of
+// the type in flight and the type's last ACK is of the node's version.
+// s.mu is held.
+func (s *Server) settle(n *node) {
+	for t := range n.pending {
+		inFlight := false
+		for o := range n.live {
+			if len(o.sent[t]) > 0 {
+				inFlight = true
+			}
+		}
+		if !inFlight && n.acks(t, n.ackedType[t]) {
+			delete(n.pending, t)
+		}
+	}
+	s.checkSynced(n)
+	s.checkApplied()
 	s.notify()
 }
 
 // callbacks are the go-control-plane server callbacks.
 type callbacks struct{ s *Server }
 
-func (c callbacks) OnStreamOpen(_ context.Context, id int64, _ string) error {
+func (c callbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
+	p := peerOf(ctx)
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
-	c.s.streams[id] = &stream{}
+	c.s.streams[id] = &stream{peer: p}
 	return nil
 }
 
@@ -350,13 +525,16 @@ func (c callbacks) OnStreamClosed(id int64, _ *corev3.Node) {
 }
 
 func (c callbacks) OnStreamRequest(id int64, req *discoveryv3.DiscoveryRequest) error {
+	if err := c.s.bind(id, false, req.GetNode()); err != nil {
+		return err
+	}
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	st := c.s.streams[id]
 	if st == nil {
 		return nil
 	}
-	c.s.request(st, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+	c.s.request(st, req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 	return nil
 }
 
@@ -368,10 +546,11 @@ func (c callbacks) OnStreamResponse(_ context.Context, id int64, req *discoveryv
 	}
 }
 
-func (c callbacks) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
+func (c callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
+	p := peerOf(ctx)
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
-	c.s.deltas[id] = &stream{delta: true}
+	c.s.deltas[id] = &stream{delta: true, peer: p}
 	return nil
 }
 
@@ -385,13 +564,16 @@ func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
 }
 
 func (c callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+	if err := c.s.bind(id, true, req.GetNode()); err != nil {
+		return err
+	}
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	st := c.s.deltas[id]
 	if st == nil {
 		return nil
 	}
-	c.s.request(st, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+	c.s.request(st, req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 	return nil
 }
 

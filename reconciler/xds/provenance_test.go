@@ -52,7 +52,7 @@ func TestNACKProvenanceOfPart(t *testing.T) {
 		{resource.ListenerType, "inbound", "ListenerValidationError.FilterChains[2]: embedded message failed validation", "mesh.cue", 22},
 		{resource.EndpointType, "outbound|9080|v1|reviews.shop", "anything", "mesh.cue", 20},
 	} {
-		p := provenance(cls, tc.typ, tc.name, tc.msg)
+		p := provenance(cls, tc.typ, tc.name, messagePart(tc.typ, tc.msg))
 		if p == nil || p.File != tc.file || p.Line != tc.line || p.Revision != "main@sha1:abc" {
 			t.Errorf("%s %s %q: provenance %+v, want %s:%d in main@sha1:abc", tc.typ, tc.name, tc.msg, p, tc.file, tc.line)
 		}

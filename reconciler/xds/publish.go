@@ -3,9 +3,8 @@ package xds
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
-	"strings"
+	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -20,11 +19,23 @@ import (
 
 // Publish swaps in revision rev: every class of res, for every node. All
 // snapshots (every class, and every connected node's variant) are built
-// and checked first; if any fails, nothing served changes and the error is
-// returned (and recorded as the last attempt, step "publish").
+// and checked first; if a class fails, nothing served changes and the
+// error is returned (and recorded as the last attempt, step "publish").
+// A revision with a snapshot version that a proxy has rejected (NACKed)
+// is refused the same way: a rejected version is never served again.
+//
+// A published revision is rolled out: it becomes the last applied
+// revision once every connected proxy has ACKed it. If a proxy rejects it
+// first, every proxy is served the last applied revision again (see
+// doc.go, "Atomic revisions"). A node whose own variant cannot be made
+// (Options.PerNode) keeps what it is served, shows the error and is
+// retried; it does not stop the others.
 func (s *Server) Publish(rev string, res *compiler.Result) error {
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
+	if s.opts.TestOnlyBeforePublish != nil {
+		res = s.opts.TestOnlyBeforePublish(rev, res)
+	}
 	err := s.publish(rev, res)
 	if err != nil {
 		s.RecordFailure(rev, status.StepPublish, err)
@@ -37,6 +48,7 @@ type nodePlan struct {
 	class   *compiler.Class
 	snap    *cache.Snapshot
 	changed map[string]bool
+	err     error // the node's variant failed: it keeps what it has
 }
 
 func (s *Server) publish(rev string, res *compiler.Result) error {
@@ -60,7 +72,54 @@ func (s *Server) publish(rev string, res *compiler.Result) error {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// Plan every node's new snapshot before setting any.
+	if err := s.checkNotRejected(next); err != nil {
+		return err
+	}
+	plans := s.plan(next)
+
+	// Commit.
+	s.classes = next
+	s.revision = rev
+	s.attempted = rev
+	s.servedSince = s.opts.Now()
+	s.rolling, s.rolloutSince = true, s.servedSince
+	served := 0
+	for _, p := range plans {
+		if p.err != nil {
+			s.variantFailed(p.n, p.err)
+			continue
+		}
+		s.set(p.n, p.class, p.snap, p.changed)
+		served++
+	}
+	s.reportMissing(rev, next)
+	s.recordAttempt(&status.Attempt{Revision: rev, At: s.servedSince})
+	s.log.Info("revision served; rolling out", "revision", rev, "classes", len(next), "proxies", served)
+	s.checkApplied()
+	return nil
+}
+
+// checkNotRejected fails when a class of next has a snapshot version that
+// a proxy rejected; s.mu is held.
+func (s *Server) checkNotRejected(next map[string]*served) error {
+	names := make([]string, 0, len(next))
+	for name := range next {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		v := next[name].class.SnapshotVersion
+		if nack := s.rejected[v]; nack != nil {
+			return fmt.Errorf("publish: class %s version %s was rejected by proxy %s at %s (%s); a rejected version is not served again",
+				name, v, nack.NodeID, nack.At.Format(time.RFC3339), nack.Reason)
+		}
+	}
+	return nil
+}
+
+// plan makes every connected node's snapshot of next, in node id order;
+// s.mu is held.
+func (s *Server) plan(next map[string]*served) []nodePlan {
 	ids := make([]string, 0, len(s.nodes))
 	for id, n := range s.nodes {
 		if n.streams > 0 {
@@ -70,21 +129,17 @@ func (s *Server) publish(rev string, res *compiler.Result) error {
 	sort.Strings(ids)
 	changedByClass := map[string]map[string]bool{}
 	var plans []nodePlan
-	var missing []*node
 	for _, id := range ids {
 		n := s.nodes[id]
 		cur := next[n.class]
 		if cur == nil {
-			missing = append(missing, n)
 			continue
 		}
-		p := nodePlan{n: n, class: cur.class, snap: cur.snap}
-		if s.opts.PerNode != nil {
-			c, snap, err := s.variant(n.meta, cur)
-			if err != nil {
-				return fmt.Errorf("publish: %w", err)
-			}
-			p.class, p.snap = c, snap
+		p := nodePlan{n: n}
+		p.class, p.snap, p.err = s.variant(n.id, cur)
+		if p.err != nil {
+			plans = append(plans, p)
+			continue
 		}
 		if n.cls != nil {
 			if p.class == cur.class && s.classes[n.class] != nil && n.cls == s.classes[n.class].class {
@@ -100,25 +155,23 @@ func (s *Server) publish(rev string, res *compiler.Result) error {
 		}
 		plans = append(plans, p)
 	}
+	return plans
+}
 
-	// Commit.
-	s.classes = next
-	s.revision = rev
-	s.servedSince = s.opts.Now()
-	for _, p := range plans {
-		s.set(p.n, p.class, p.snap, p.changed)
-	}
-	for _, n := range missing {
+// reportMissing marks the connected nodes whose class is not in the
+// served revision; s.mu is held.
+func (s *Server) reportMissing(rev string, classes map[string]*served) {
+	for _, n := range s.nodes {
+		if n.streams == 0 || classes[n.class] != nil {
+			continue
+		}
 		if n.cls != nil {
 			n.err = fmt.Sprintf("revision %s has no proxy class %q; still serving %s", rev, n.class, n.version)
 		} else {
 			n.err = fmt.Sprintf("unknown proxy class %q: revision %s has no such class", n.class, rev)
 		}
-		s.log.Warn("proxy's class is not in the revision", "node", n.id, "class", n.class, "revision", rev)
+		s.warn.warn(n.id, "proxy's class is not in the revision", "node", n.id, "class", n.class, "revision", rev)
 	}
-	s.recordAttempt(&status.Attempt{Revision: rev, At: s.servedSince})
-	s.log.Info("revision served", "revision", rev, "classes", len(next), "proxies", len(plans))
-	return nil
 }
 
 // changedTypes lists the types whose resources differ between a and b:
@@ -200,109 +253,6 @@ func deltaVersions(snap *cache.Snapshot) error {
 		}
 	}
 	return nil
-}
-
-// nacked records a NACK of response r; s.mu is held.
-func (s *Server) nacked(n *node, typeURL string, r sentResponse, msg string) {
-	nack := &status.NACK{Version: r.version, TypeURL: typeURL, At: s.opts.Now(), Message: msg}
-	cls := n.cls
-	if n.prev != nil && n.prev.SnapshotVersion == r.version && (cls == nil || cls.SnapshotVersion != r.version) {
-		cls = n.prev
-	}
-	if cls != nil && cls.SnapshotVersion == r.version {
-		if name, res := culprit(cls, n.acked, typeURL, r.names, msg); res != nil {
-			nack.Resource = name
-			nack.Provenance = provenance(cls, typeURL, name, msg)
-		}
-	}
-	n.nack, n.nackFor = nack, r.version
-	s.log.Warn("proxy rejected a response (NACK)", "node", n.id, "class", n.class, "type", typeURL, "version", r.version, "resource", nack.Resource, "error", msg)
-}
-
-// culprit tells which resource of a NACKed response Envoy rejected: the
-// one named in the message (the longest name that occurs), else the only
-// resource of the response, else the only one that changed since the last
-// ACKed class.
-func culprit(cls, acked *compiler.Class, typeURL string, names []string, msg string) (string, types.Resource) {
-	all := map[string]types.Resource{}
-	for _, r := range cls.Resources[typeURL] {
-		all[cache.GetResourceName(r)] = r
-	}
-	if names == nil {
-		for name := range all {
-			names = append(names, name)
-		}
-	}
-	sort.Strings(names)
-	best := ""
-	for _, name := range names {
-		if all[name] != nil && strings.Contains(msg, name) && len(name) > len(best) {
-			best = name
-		}
-	}
-	if best != "" {
-		return best, all[best]
-	}
-	if len(names) == 1 && all[names[0]] != nil {
-		return names[0], all[names[0]]
-	}
-	if acked != nil {
-		old := map[string]types.Resource{}
-		for _, r := range acked.Resources[typeURL] {
-			old[cache.GetResourceName(r)] = r
-		}
-		var diff []string
-		for _, name := range names {
-			if o := old[name]; all[name] != nil && (o == nil || !proto.Equal(o, all[name])) {
-				diff = append(diff, name)
-			}
-		}
-		if len(diff) == 1 {
-			return diff[0], all[diff[0]]
-		}
-	}
-	return "", nil
-}
-
-// provenance is the provenance of the part of a resource that Envoy's
-// message names ("VirtualHosts[1]: ... caused by ...Routes[0]" is route 0
-// of virtual host 1), else of the resource. A load assignment has its
-// cluster's.
-func provenance(cls *compiler.Class, typeURL, name, msg string) *status.Provenance {
-	p, ok := cls.Provenance.Lookup(compiler.ProvenanceRef{Type: typeURL, Name: name, Part: messagePart(typeURL, msg)})
-	if !ok {
-		return nil
-	}
-	// The snapshot version is "<revision>/<hash>": the revision this
-	// resource was served in (resources do not carry it themselves).
-	rev := cls.SnapshotVersion
-	if i := strings.LastIndex(rev, "/"); i >= 0 {
-		rev = rev[:i]
-	}
-	return &status.Provenance{Service: p.Service, File: p.File, Line: p.Line, Revision: rev}
-}
-
-// messageFields are the repeated fields of Envoy's validation messages
-// (protoc-gen-validate's C++ names) that provenance is recorded for, by
-// resource type, with their proto names.
-var messageFields = map[string]map[string]string{
-	resource.RouteType:    {"VirtualHosts": "virtual_hosts", "Routes": "routes"},
-	resource.ListenerType: {"FilterChains": "filter_chains"},
-}
-
-var indexedField = regexp.MustCompile(`\b([A-Z][A-Za-z]*)\[(\d+)\]`)
-
-// messagePart turns the indexed fields named in an Envoy validation
-// message, outermost first, into a ProvenanceRef.Part.
-func messagePart(typeURL, msg string) string {
-	fields := messageFields[typeURL]
-	var parts []string
-	for _, m := range indexedField.FindAllStringSubmatch(msg, -1) {
-		if f, ok := fields[m[1]]; ok {
-			parts = append(parts, f+"["+m[2]+"]")
-		}
-	}
-	return strings.Join(parts, ".")
 }
 
 // ProblemLister is an error that carries positioned problems (a vet step

@@ -328,7 +328,8 @@ func TestStatusHTTP(t *testing.T) {
 
 // TestNACKFromClient: an in-process client rejects one version; the
 // status has its message and the resource, found as the only one that
-// changed since the ACKed version, with its provenance.
+// changed since the ACKed version, with its provenance; the client is
+// served the previous revision again.
 func TestNACKFromClient(t *testing.T) {
 	dir := t.TempDir()
 	writeMesh(t, dir, 9080, "one", "")
@@ -371,8 +372,10 @@ func TestNACKFromClient(t *testing.T) {
 			if n.Resource != "outbound|http" || n.Provenance == nil || n.Provenance.File != "mesh.cue" || n.Provenance.Line == 0 {
 				t.Errorf("NACK resource %q provenance %+v, want outbound|http from mesh.cue:<line>", n.Resource, n.Provenance)
 			}
-			if p.InSync || p.AckedVersion != r1.Class("frontend-v1").SnapshotVersion {
-				t.Errorf("after the NACK: %+v, want not in sync, still at r1", p)
+			// The revision was rolling out: the node is served r1 again.
+			st = waitStatus(t, s, 10*time.Second, "r2 rolled back", rolledBack("r2", "fe"))
+			if p := proxy(st, "fe"); p.AckedVersion != r1.Class("frontend-v1").SnapshotVersion || st.Revision != "r1" {
+				t.Errorf("after the NACK: %+v serving %s, want in sync with r1 again", p, st.Revision)
 			}
 		})
 	}

@@ -4,10 +4,11 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 )
 
-// watchCache is the snapshot cache as the xDS server sees it: a SotW
-// watch opened while the node has no snapshot is parked, and opened in
-// the cache when the node's snapshot is set (set), as if its request had
-// arrived just then.
+// watchCache is the snapshot cache as the xDS server sees it: a watch
+// opened while its node has no snapshot (SotW), or while the node is held
+// after a NACK (SotW and delta), is parked, and opened in the cache when
+// the node's snapshot is next set (set), as if its request had arrived
+// just then.
 //
 // Without this, a proxy that reconnects before the first Publish (a
 // restarted control plane) is never answered: Envoy asks with the
@@ -17,17 +18,24 @@ import (
 // subscription whose resources were not yet sent on the stream, so a
 // proxy whose request arrives after the Publish is sent its resources
 // and ACKs them; parking makes both orders behave the same. Delta needs
-// no parking: CreateDeltaWatch and SetSnapshot decide alike.
+// no parking for that: CreateDeltaWatch and SetSnapshot decide alike.
+//
+// A held node rejected the snapshot the cache has for it: the SotW cache
+// would answer its next request (which carries the version it kept) with
+// that snapshot again, and a new stream of either kind would be sent it.
+// Parking its watches is what "nothing new is sent" means.
 type watchCache struct {
 	cache.SnapshotCache
 	s *Server
 }
 
-// parkedWatch is a SotW watch waiting for its node's first snapshot.
+// parkedWatch is a SotW or delta watch waiting for its node's snapshot.
 type parkedWatch struct {
 	req    *cache.Request
-	sub    cache.Subscription
 	ch     chan cache.Response
+	dreq   *cache.DeltaRequest
+	dch    chan cache.DeltaResponse
+	sub    cache.Subscription
 	cancel func() // the cache's cancel once opened; nil while parked
 	done   bool   // cancelled
 }
@@ -37,16 +45,37 @@ func (c watchCache) CreateWatch(req *cache.Request, sub cache.Subscription, ch c
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := cache.IDHash{}.ID(req.GetNode())
-	if _, err := s.cache.GetSnapshot(id); err == nil {
+	if _, err := s.cache.GetSnapshot(id); err == nil && !s.isHeld(id) {
 		return s.cache.CreateWatch(req, sub, ch)
 	}
-	w := &parkedWatch{req: req, sub: sub, ch: ch}
+	return s.park(id, &parkedWatch{req: req, sub: sub, ch: ch}), nil
+}
+
+func (c watchCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, ch chan cache.DeltaResponse) (func(), error) {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := cache.IDHash{}.ID(req.GetNode())
+	if !s.isHeld(id) {
+		return s.cache.CreateDeltaWatch(req, sub, ch)
+	}
+	return s.park(id, &parkedWatch{dreq: req, sub: sub, dch: ch}), nil
+}
+
+// isHeld: the node is held after a NACK; s.mu is held.
+func (s *Server) isHeld(id string) bool {
+	n := s.nodes[id]
+	return n != nil && n.held
+}
+
+// park parks w and returns its cancel; s.mu is held.
+func (s *Server) park(id string, w *parkedWatch) func() {
 	s.parked[id] = append(s.parked[id], w)
 	return func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.cancelParked(id, w)
-	}, nil
+	}
 }
 
 // cancelParked cancels w; s.mu is held.
@@ -79,12 +108,21 @@ func (s *Server) openParked(id string) {
 	ws := s.parked[id]
 	delete(s.parked, id)
 	for _, w := range ws {
-		cancel, err := s.cache.CreateWatch(w.req, w.sub, w.ch)
+		var cancel func()
+		var err error
+		if w.dreq != nil {
+			cancel, err = s.cache.CreateDeltaWatch(w.dreq, w.sub, w.dch)
+		} else {
+			cancel, err = s.cache.CreateWatch(w.req, w.sub, w.ch)
+		}
 		if err != nil {
 			// The simple cache only fails when a response cannot be built.
-			s.log.Error("opening a watch", "node", id, "type", w.req.GetTypeUrl(), "error", err)
+			s.log.Error("opening a watch", "node", id, "error", err)
 			continue
 		}
 		w.cancel = cancel
+		if cancel == nil {
+			w.cancel = func() {}
+		}
 	}
 }

@@ -36,6 +36,7 @@ type Agent struct {
 	renewals    atomic.Int64
 	envoyStarts atomic.Int64
 	proxy       *adsProxy
+	adminClient *http.Client
 
 	mu     sync.Mutex
 	ready  bool
@@ -68,8 +69,12 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.Socket), 0o755); err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+	// The sockets' directories are the agent's own (0700 when created
+	// here): the admin socket can stop Envoy.
+	for _, dir := range []string{filepath.Dir(cfg.Socket), filepath.Dir(cfg.AdminSocket)} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
 	}
 	if err := os.Remove(cfg.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("agent: stale socket: %w", err)
@@ -89,9 +94,10 @@ func New(cfg Config) (*Agent, error) {
 	}
 	return &Agent{
 		cfg: cfg, sockLn: sockLn, healthLn: healthLn, roots: roots,
-		reason:    "no certificate yet",
-		readyCh:   make(chan struct{}),
-		envoyDone: make(chan struct{}),
+		adminClient: AdminClient(cfg.AdminSocket),
+		reason:      "no certificate yet",
+		readyCh:     make(chan struct{}),
+		envoyDone:   make(chan struct{}),
 	}, nil
 }
 
@@ -266,11 +272,10 @@ func (a *Agent) renewLoop(ctx context.Context, ca cav1.CertificateServiceClient,
 
 // readyLoop polls Envoy's admin until ctx ends.
 func (a *Agent) readyLoop(ctx context.Context) {
-	client := &http.Client{Timeout: 2 * time.Second}
 	t := time.NewTicker(readyPoll)
 	defer t.Stop()
 	for {
-		a.setReady(a.checkEnvoy(client))
+		a.setReady(a.checkEnvoy(ctx))
 		select {
 		case <-ctx.Done():
 			return

@@ -53,7 +53,7 @@ func TestBootstrapValidates(t *testing.T) {
 			want = "apiType: DELTA_GRPC"
 		}
 		for _, s := range []string{want, "cluster: orders-v1", "id: orders-v1~pod", "weft.identity: spiffe://shop.example/ns/shop/sa/orders",
-			"zone: a", "clusterName: xds-grpc", "name: sds-grpc", "path: " + cfg.Socket, "portValue: 15000"} {
+			"zone: a", "clusterName: xds-grpc", "name: sds-grpc", "path: " + cfg.Socket, "path: " + cfg.AdminSocket, "mode: 384"} {
 			if !strings.Contains(string(y), s) {
 				t.Errorf("bootstrap lacks %q:\n%s", s, y)
 			}
@@ -71,7 +71,7 @@ func TestConfigDefaults(t *testing.T) {
 	if err := cfg.setDefaults(); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.AdminPort != 15000 || cfg.Socket != DefaultSocket || cfg.HealthAddress != DefaultHealthAddress ||
+	if cfg.AdminSocket != filepath.Join(filepath.Dir(DefaultSocket), AdminSocketName) || cfg.Socket != DefaultSocket || cfg.HealthAddress != DefaultHealthAddress ||
 		cfg.RenewJitter != 0.1 || !strings.HasPrefix(cfg.NodeID, "orders-v1~") {
 		t.Errorf("defaults: %+v", cfg)
 	}

@@ -23,7 +23,7 @@ import (
 // Bootstrap is the Envoy bootstrap the agent writes:
 //
 //	node:     {id: NodeID, cluster: Class, metadata: NodeMetadata + weft.identity, weft.class}
-//	admin:    AdminAddress:AdminPort
+//	admin:    {address: {pipe: {path: AdminSocket, mode: 0600}}}
 //	dynamic_resources (only with an XDSAddress):
 //	  ads_config: {api_type: GRPC | DELTA_GRPC, envoy_grpc: xds-grpc, set_node_on_first_message_only}
 //	  cds_config: {ads: {}}, lds_config: {ads: {}}
@@ -75,8 +75,8 @@ func Bootstrap(cfg Config) (*bootstrapv3.Bootstrap, error) {
 	sr := &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{socketCluster(compiler.SDSClusterName)}}
 	b := &bootstrapv3.Bootstrap{
 		Node: &corev3.Node{Id: cfg.NodeID, Cluster: cfg.Class, Metadata: md},
-		Admin: &bootstrapv3.Admin{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-			Address: cfg.AdminAddress, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(cfg.AdminPort)},
+		Admin: &bootstrapv3.Admin{Address: &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{
+			Path: cfg.AdminSocket, Mode: 0o600,
 		}}}},
 		StaticResources: sr,
 	}

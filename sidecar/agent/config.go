@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -16,10 +17,12 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultAdminPort      = compiler.DefaultAdminPort // 15000
-	DefaultHealthAddress  = "127.0.0.1:15021"
-	DefaultSocket         = compiler.DefaultSDSSocket // /var/run/weft/sds.sock
-	DefaultBootstrapPath  = "/var/run/weft/envoy.yaml"
+	DefaultHealthAddress = "127.0.0.1:15021"
+	DefaultSocket        = compiler.DefaultSDSSocket // /var/run/weft/sds.sock
+	DefaultBootstrapPath = "/var/run/weft/envoy.yaml"
+	// AdminSocketName is the file name of Envoy's admin socket, next to
+	// Socket unless Config.AdminSocket says otherwise.
+	AdminSocketName       = "envoy-admin.sock"
 	DefaultRenewJitter    = 0.1
 	DefaultRestartBackoff = time.Second
 	MaxRestartBackoff     = 30 * time.Second
@@ -52,8 +55,7 @@ const (
 //	--delta-xds          DeltaXDS
 //	--socket             Socket
 //	--bootstrap          BootstrapPath
-//	--admin-address      AdminAddress
-//	--admin-port         AdminPort
+//	--admin-socket       AdminSocket
 //	--health-address     HealthAddress
 //	--envoy              EnvoyBinary
 //	--envoy-arg          EnvoyArgs (repeatable)
@@ -108,12 +110,14 @@ type Config struct {
 	Socket string
 	// BootstrapPath is where the agent writes Envoy's bootstrap (YAML).
 	BootstrapPath string
-	// AdminAddress is the IP Envoy's admin listens on (default 127.0.0.1);
-	// weft up gives each instance its own loopback IP, so that the admin
-	// port needs no free-port search that another process could race.
-	AdminAddress string
-	// AdminPort is Envoy's admin port (default 15000).
-	AdminPort int
+	// AdminSocket is the unix socket of Envoy's admin interface (mode
+	// 0600; default envoy-admin.sock next to Socket). The admin can stop
+	// Envoy (POST /quitquitquit), drain it and dump its config, so it is
+	// never on TCP: only the agent (and whoever runs as its user) reaches
+	// it. The agent uses it for readiness, draining and AdminGet.
+	// Metrics scraping will get its own stats-only listener (not built
+	// yet; see docs/local-mode.md).
+	AdminSocket string
 	// HealthAddress is where the agent serves /ready and /healthz (default
 	// 127.0.0.1:15021; port 0 picks one, see Agent.HealthAddr).
 	HealthAddress string
@@ -180,11 +184,14 @@ func (c *Config) setDefaults() error {
 	if c.BootstrapPath == "" {
 		c.BootstrapPath = DefaultBootstrapPath
 	}
-	if c.AdminAddress == "" {
-		c.AdminAddress = "127.0.0.1"
+	if c.AdminSocket == "" {
+		c.AdminSocket = filepath.Join(filepath.Dir(c.Socket), AdminSocketName)
 	}
-	if c.AdminPort == 0 {
-		c.AdminPort = DefaultAdminPort
+	if len(c.AdminSocket) > 100 {
+		return fmt.Errorf("agent: admin socket path %q is too long for a unix socket", c.AdminSocket)
+	}
+	if c.AdminSocket == c.Socket {
+		return fmt.Errorf("agent: the admin socket and the agent socket are both %q", c.Socket)
 	}
 	if c.HealthAddress == "" {
 		c.HealthAddress = DefaultHealthAddress

@@ -23,11 +23,16 @@
 //     a new stream waits for the control plane to be reachable;
 //   - Envoy's bootstrap (see Bootstrap: node id/cluster/metadata, ADS via
 //     the "xds-grpc" cluster, SDS via "sds-grpc", both HTTP/2 on the
-//     socket, admin on 127.0.0.1:AdminPort);
+//     socket, admin on the unix socket Config.AdminSocket, mode 0600);
 //   - Envoy itself: started as a child process (dies with the agent) with
 //     Config.Concurrency worker threads (--concurrency, default 2),
 //     restarted with exponential backoff when it exits, drained
 //     (/drain_listeners?graceful for DrainTimeout) and sent SIGTERM on stop;
+//   - Envoy's admin interface: only on a unix socket (never TCP: any local
+//     process could otherwise POST /quitquitquit or read the config), in
+//     the agent's own directory (0700 when the agent creates it); the
+//     agent reads it for readiness and drains through it, and AdminGet
+//     gives its pages (stats, config dump) to the agent's callers;
 //   - readiness: ready only when Envoy's admin says /ready LIVE, /listeners
 //     is not empty and /certs shows the workload's SPIFFE id; exposed as
 //     Agent.Ready, Agent.Status and GET /ready on Config.HealthAddress

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -35,6 +36,10 @@ func (a *Agent) superviseEnvoy(ctx context.Context) {
 	backoff := a.cfg.RestartBackoff
 	for {
 		start := time.Now()
+		// A previous Envoy's admin socket file would make the bind fail.
+		if err := os.Remove(a.cfg.AdminSocket); err != nil && !errors.Is(err, os.ErrNotExist) {
+			a.cfg.Log.Warn("agent: removing a stale admin socket", "path", a.cfg.AdminSocket, "err", err)
+		}
 		cmd := exec.Command(a.cfg.EnvoyBinary, envoyArgs(&a.cfg)...)
 		var out io.Writer = os.Stderr
 		if a.cfg.EnvoyOutput != nil {
@@ -73,9 +78,10 @@ func (a *Agent) superviseEnvoy(ctx context.Context) {
 // stopEnvoy drains and terminates a running Envoy.
 func (a *Agent) stopEnvoy(cmd *exec.Cmd, exited <-chan error) {
 	if a.cfg.DrainTimeout > 0 {
-		url := a.adminURL() + "/drain_listeners?graceful"
-		if resp, err := (&http.Client{Timeout: 2 * time.Second}).Post(url, "text/plain", nil); err == nil {
-			resp.Body.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		code, _, err := a.admin(ctx, http.MethodPost, "/drain_listeners?graceful")
+		cancel()
+		if err == nil && code == http.StatusOK {
 			a.cfg.Log.Info("agent: draining envoy", "for", a.cfg.DrainTimeout)
 			select {
 			case <-time.After(a.cfg.DrainTimeout):

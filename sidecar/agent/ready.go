@@ -1,12 +1,12 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -18,16 +18,11 @@ const readyPoll = 200 * time.Millisecond
 // LIVE, /listeners has at least one listener, and /certs shows a
 // certificate with the workload's SPIFFE id (unless ReadyWithoutCert).
 // It returns "" when ready, else why not.
-func (a *Agent) checkEnvoy(client *http.Client) string {
-	base := a.adminURL()
+func (a *Agent) checkEnvoy(ctx context.Context) string {
 	get := func(path string) (int, []byte, error) {
-		resp, err := client.Get(base + path)
-		if err != nil {
-			return 0, nil, err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-		return resp.StatusCode, b, err
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		return a.AdminGet(ctx, path)
 	}
 	code, body, err := get("/ready")
 	if err != nil {
@@ -108,7 +103,44 @@ func (a *Agent) healthHandler() http.Handler {
 	return mux
 }
 
-// adminURL is the base URL of Envoy's admin interface.
-func (a *Agent) adminURL() string {
-	return "http://" + net.JoinHostPort(a.cfg.AdminAddress, strconv.Itoa(a.cfg.AdminPort))
+// adminHost is the host of the admin URLs; the connection goes to the
+// admin socket whatever the URL says.
+const adminHost = "http://envoy-admin"
+
+// adminMaxBody bounds what is read of one admin page (a config dump of a
+// large class is a few MB).
+const adminMaxBody = 32 << 20
+
+// AdminClient is an HTTP client whose every connection goes to the unix
+// socket at path: Envoy's admin interface (Config.AdminSocket). URLs may
+// name any host (e.g. "http://envoy-admin/ready").
+func AdminClient(path string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+		DisableKeepAlives: true,
+	}}
+}
+
+// AdminGet reads one page of Envoy's admin interface (e.g.
+// "/stats?filter=^listener_manager"), over the admin socket: the status
+// code and at most 32 MiB of body.
+func (a *Agent) AdminGet(ctx context.Context, path string) (int, []byte, error) {
+	return a.admin(ctx, http.MethodGet, path)
+}
+
+func (a *Agent) admin(ctx context.Context, method, path string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, adminHost+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := a.adminClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, adminMaxBody))
+	return resp.StatusCode, b, err
 }

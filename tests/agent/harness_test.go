@@ -130,7 +130,7 @@ func clientCert(t *testing.T, c *ca.CA, id cav1.Identity) tls.Certificate {
 
 type runningAgent struct {
 	*agent.Agent
-	admin int
+	admin string // Envoy's admin socket
 	out   *tooltest.Output
 	// stop cancels Run and waits for it (at most 20s); idempotent.
 	stop         func() error
@@ -142,7 +142,6 @@ type runningAgent struct {
 func (e *meshEnv) startAgent(t *testing.T, name string, mutate func(*agent.Config)) *runningAgent {
 	t.Helper()
 	out := &tooltest.Output{}
-	adminPort := int(tooltest.FreePorts(t, 1)[0])
 	cfg := agent.Config{
 		Identity:        orders,
 		Class:           "orders-v1",
@@ -153,7 +152,6 @@ func (e *meshEnv) startAgent(t *testing.T, name string, mutate func(*agent.Confi
 		TokenFile:       e.tokenFile(t, orders),
 		Socket:          filepath.Join(e.dir, name+".sock"),
 		BootstrapPath:   filepath.Join(e.dir, name+"-envoy.yaml"),
-		AdminPort:       adminPort,
 		HealthAddress:   "127.0.0.1:0",
 		EnvoyBinary:     tooltest.Envoy(t),
 		EnvoyArgs:       []string{"--concurrency", "1"},
@@ -170,7 +168,7 @@ func (e *meshEnv) startAgent(t *testing.T, name string, mutate func(*agent.Confi
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	r := &runningAgent{Agent: a, admin: adminPort, out: out}
+	r := &runningAgent{Agent: a, admin: a.Config().AdminSocket, out: out}
 	var once sync.Once
 	var runErr error
 	r.stop = func() error {
@@ -207,13 +205,8 @@ func (r *runningAgent) waitReady(t *testing.T, within time.Duration) {
 // adminGet reads one of Envoy's admin pages.
 func (r *runningAgent) adminGet(t *testing.T, path string) string {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", r.admin, path))
-	if err != nil {
-		t.Fatalf("envoy admin %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	_, body := tooltest.AdminGet(t, r.admin, path)
+	return body
 }
 
 // mtlsListener is an inbound-style listener on 127.0.0.1:port that

@@ -237,7 +237,7 @@ func TestAgentReadiness(t *testing.T) {
 		c.XDSAddress, c.XDSServerName = cp.addr, "localhost"
 	})
 	eventually(t, 30*time.Second, "envoy is LIVE", func() bool {
-		resp, err := httpGet("http://127.0.0.1:" + itoa(a.admin) + "/ready")
+		_, resp, err := tooltest.TryAdminGet(a.admin, "/ready")
 		return err == nil && strings.TrimSpace(resp) == "LIVE"
 	})
 	time.Sleep(time.Second) // a few readiness polls

@@ -7,11 +7,31 @@ package status
 import "time"
 
 // Status is what GET /status returns.
+//
+// Revisions follow Flux's vocabulary: the last attempted revision is the
+// last one the control plane tried; a revision that passed every step is
+// served and rolled out to the proxies (Rollout) until every connected
+// proxy has ACKed it, and is then the last applied revision. If a proxy
+// rejects (NACKs) a revision while it rolls out, every proxy is served the
+// last applied revision again and the attempt fails at step "rollout".
 type Status struct {
 	// Revision is the revision being served ("" before the first
-	// successful publish); ServedSince is when it was swapped in.
+	// successful publish, or after the first revision was rejected by a
+	// proxy); ServedSince is when it was swapped in (or rolled back to).
 	Revision    string    `json:"revision"`
 	ServedSince time.Time `json:"servedSince,omitzero"`
+	// Rollout is set while Revision is served but not yet ACKed by every
+	// connected proxy: the revision is being rolled out.
+	Rollout *Rollout `json:"rollout,omitempty"`
+	// LastAppliedRevision is the last revision that every connected
+	// proxy ACKed (Flux's lastAppliedRevision), at LastAppliedAt: the
+	// revision a rejected rollout falls back to.
+	LastAppliedRevision string    `json:"lastAppliedRevision,omitempty"`
+	LastAppliedAt       time.Time `json:"lastAppliedAt,omitzero"`
+	// LastAttemptedRevision is the last revision the control plane tried
+	// to serve (Flux's lastAttemptedRevision); LastAttempt says how it
+	// went.
+	LastAttemptedRevision string `json:"lastAttemptedRevision,omitempty"`
 	// Classes maps each proxy class of the served revision to its
 	// snapshot version ("<revision>/<hash>").
 	Classes map[string]string `json:"classes,omitempty"`
@@ -21,11 +41,28 @@ type Status struct {
 	// Proxies are the xDS clients, connected or recently disconnected,
 	// sorted by node id.
 	Proxies []Proxy `json:"proxies"`
+	// RefusedStreams are the xDS streams refused because the client's
+	// certificate does not own the node or class it claimed, newest
+	// first (at most 32; repeats are counted).
+	RefusedStreams []RefusedStream `json:"refusedStreams,omitempty"`
+}
+
+// Rollout is a served revision that not every connected proxy has ACKed
+// yet.
+type Rollout struct {
+	Revision string    `json:"revision"`
+	Since    time.Time `json:"since"`
+	// Waiting are the node ids of the connected proxies that have not
+	// ACKed it yet, sorted (at most 20; WaitingCount counts them all).
+	Waiting      []string `json:"waiting,omitempty"`
+	WaitingCount int      `json:"waitingCount"`
 }
 
 // Steps of the pipeline, in order. Fetch and export are the source's
 // (reading a new revision; exporting a git commit into a directory);
-// accept is the compiler's acceptance checks of what was compiled.
+// accept is the compiler's acceptance checks of what was compiled;
+// rollout is the serving of a published revision to the proxies: it
+// fails when a proxy NACKs it.
 const (
 	StepFetch   = "fetch"
 	StepExport  = "export"
@@ -34,6 +71,7 @@ const (
 	StepCompile = "compile"
 	StepAccept  = "accept"
 	StepPublish = "publish"
+	StepRollout = "rollout"
 )
 
 // Attempt is one run of the pipeline for a revision.
@@ -46,8 +84,15 @@ type Attempt struct {
 	// with file:line:column where known ("" when it succeeded).
 	Error string `json:"error,omitempty"`
 	// Problems is the failure as structured problems, when the failing
-	// step reported positions (schema errors, policy findings).
+	// step reported positions (schema errors, policy findings, the
+	// definition of a value a proxy rejected).
 	Problems []Problem `json:"problems,omitempty"`
+	// NACK is the rejection that failed a rollout (step "rollout"), with
+	// the proxy that sent it; RolledBackTo is the revision every proxy
+	// was served again ("" when no earlier revision had been applied:
+	// nothing new is then served until a revision is accepted).
+	NACK         *NACK  `json:"nack,omitempty"`
+	RolledBackTo string `json:"rolledBackTo,omitempty"`
 }
 
 // Problem is one error with its position in the mesh repository.
@@ -73,6 +118,9 @@ type Proxy struct {
 	// Class is the proxy class the node asked for ("<service>-<version>").
 	Class     string `json:"class"`
 	Transport string `json:"transport,omitempty"` // sotw | delta
+	// Identity is the SPIFFE id of the client certificate its streams
+	// presented, as the TLS handshake verified it ("" without mTLS).
+	Identity  string `json:"identity,omitempty"`
 	Connected bool   `json:"connected"`
 	// ConnectedSince is when its current connection (its first stream)
 	// opened; DisconnectedAt when its last stream closed.
@@ -98,11 +146,22 @@ type Proxy struct {
 
 // NACK is a response that a proxy rejected.
 type NACK struct {
+	// NodeID is the proxy that rejected it (set where the NACK is not
+	// already under its proxy, e.g. Attempt.NACK).
+	NodeID  string    `json:"nodeID,omitempty"`
 	Version string    `json:"version"`
 	TypeURL string    `json:"typeURL"`
 	At      time.Time `json:"at"`
-	// Message is the proxy's error_detail message, verbatim.
-	Message string `json:"message"`
+	// Reason is what is wrong, in a line or two: the innermost cause of
+	// Envoy's message, without its dump of the resource. When Envoy's
+	// message was cut (Envoy sends at most 4 KB, and puts the resource
+	// before the reason) the reason is the control plane's own
+	// validation of the rejected resource, and says so.
+	Reason string `json:"reason,omitempty"`
+	// Message is the proxy's error_detail message, verbatim up to 16 KiB
+	// (MessageBytes is its full length when it was longer).
+	Message      string `json:"message"`
+	MessageBytes int    `json:"messageBytes,omitempty"`
 	// Resource is the name of the resource the rejection is attributed
 	// to, and Provenance where it was defined, when they can be told.
 	Resource   string      `json:"resource,omitempty"`
@@ -115,4 +174,23 @@ type Provenance struct {
 	File     string `json:"file,omitempty"`
 	Line     int    `json:"line,omitempty"`
 	Revision string `json:"revision,omitempty"`
+}
+
+// RefusedStream is an xDS stream the control plane refused because the
+// client's verified identity may not be the node or class it claimed.
+type RefusedStream struct {
+	// At is the last refusal; Count how many streams of the same
+	// identity, claim and reason were refused (since the first, First).
+	At    time.Time `json:"at"`
+	First time.Time `json:"first"`
+	Count int       `json:"count"`
+	// Identity is the SPIFFE id of the verified client certificate (""
+	// when there was none); Address the client's address.
+	Identity string `json:"identity,omitempty"`
+	Address  string `json:"address,omitempty"`
+	// NodeID and Class are what the stream claimed (node.id, and
+	// node.cluster or the weft.class metadata).
+	NodeID string `json:"nodeID,omitempty"`
+	Class  string `json:"class,omitempty"`
+	Reason string `json:"reason"`
 }
