@@ -391,14 +391,16 @@ func (m *Mesh) RestartControlPlane(down time.Duration) error {
 	m.cpMu.Lock()
 	old, addr := m.server, m.xdsAddr
 	m.cpMu.Unlock()
+	applied := old.Status().LastAppliedRevision
 	old.Stop()
 	time.Sleep(down)
 	if err := m.startXDS(addr); err != nil {
 		return err
 	}
-	// Compiling is deterministic: the last applied result is what the
-	// reconnecting Envoys already have.
-	return m.pipeline.Republish()
+	// Compiling is deterministic: the result of the revision the old
+	// server had applied (not a later one its proxies rejected) is what
+	// the reconnecting Envoys already have.
+	return m.pipeline.Republish(applied)
 }
 
 // AgentStatus is the status of an instance's agent (false if unknown).

@@ -96,6 +96,10 @@ type Pipeline struct {
 
 	mu   sync.Mutex
 	last *Applied
+	// published are the last maxPublished revisions published, oldest
+	// first: a revision the proxies rejected is rolled back by the
+	// server to an earlier one, which Republish may have to serve again.
+	published []*Applied
 }
 
 // run is one revision going through the steps.
@@ -142,6 +146,10 @@ func (p *Pipeline) Reconcile(ctx context.Context, rev Revision) (*Applied, error
 		}
 	}
 	p.last = &Applied{Revision: rev.Name, Model: r.model, Result: r.result, At: time.Now()}
+	p.published = append(p.published, p.last)
+	if len(p.published) > maxPublished {
+		p.published = append(p.published[:0:0], p.published[len(p.published)-maxPublished:]...)
+	}
 	return p.last, nil
 }
 
@@ -255,7 +263,12 @@ func (p *Pipeline) publish(ctx context.Context, r *run) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return p.Publisher.Publish(r.rev.Name, r.result)
+	err := p.Publisher.Publish(r.rev.Name, r.result)
+	var st interface{ Stalling() bool }
+	if errors.As(err, &st) && st.Stalling() {
+		return stall(err) // e.g. a version the proxies rejected: it would be refused again
+	}
+	return err
 }
 
 // LastApplied is the last revision published (nil before the first).
@@ -265,16 +278,28 @@ func (p *Pipeline) LastApplied() *Applied {
 	return p.last
 }
 
-// Republish publishes the last applied revision again, unchanged (a new
-// xDS server after a restart: compiling is deterministic, so the proxies
-// already have these versions). It does nothing before the first.
-func (p *Pipeline) Republish() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.last == nil {
+// maxPublished bounds the revisions Republish can serve again.
+const maxPublished = 4
+
+// Republish publishes revision rev again, unchanged, from the results of
+// the last revisions published (a new xDS server after a restart:
+// compiling is deterministic, so the proxies already have these
+// versions). rev is the revision the previous server had applied — not
+// necessarily the last published: the proxies may have rejected that one
+// and been rolled back. An empty rev does nothing; a rev no longer kept
+// is an error.
+func (p *Pipeline) Republish(rev string) error {
+	if rev == "" {
 		return nil
 	}
-	return p.Publisher.Publish(p.last.Revision, p.last.Result)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := len(p.published) - 1; i >= 0; i-- {
+		if a := p.published[i]; a.Revision == rev {
+			return p.Publisher.Publish(a.Revision, a.Result)
+		}
+	}
+	return fmt.Errorf("republish: revision %s is not among the last %d published", rev, maxPublished)
 }
 
 // RecordFailure records a failure outside the steps (a source's) in the

@@ -263,7 +263,7 @@ func TestRepublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub.Server = newServer()
-	if err := p.Republish(); err != nil {
+	if err := p.Republish("r1"); err != nil {
 		t.Fatal(err)
 	}
 	if a, b := first.Status(), pub.Server.Status(); b.Revision != "r1" || !sameClasses(a.Classes, b.Classes) {
@@ -272,3 +272,48 @@ func TestRepublish(t *testing.T) {
 }
 
 type switchPublisher struct{ *xds.Server }
+
+// rejectingPublisher refuses every revision as a version the proxies
+// rejected before, like the xDS server does.
+type rejectingPublisher struct{ *xds.Server }
+
+func (r rejectingPublisher) Publish(string, *compiler.Result) error {
+	return &xds.RejectedError{Class: "reviews-v1", Version: "r1/abc", NACK: &status.NACK{NodeID: "reviews-v1-0", Reason: "bad"}}
+}
+
+// A revision whose version a proxy rejected earlier stalls: publishing the
+// same bytes again would be refused again, so it is not retried.
+func TestRejectedVersionStalls(t *testing.T) {
+	dir := t.TempDir()
+	writeMesh(t, dir, services)
+	p := &pipeline.Pipeline{Gate: &pipeline.Gate{}, Publisher: rejectingPublisher{newServer()}}
+	_, err := p.Reconcile(context.Background(), pipeline.Revision{Name: "r1", Dir: dir})
+	if !pipeline.IsStalling(err) || pipeline.StepOf(err) != status.StepPublish || !strings.Contains(err.Error(), "a rejected version is not served again") {
+		t.Fatalf("Reconcile = %v (stalling %v, step %q), want a stalling publish failure", err, pipeline.IsStalling(err), pipeline.StepOf(err))
+	}
+}
+
+// Republish serves the revision asked for among the last published, not
+// only the last one (the proxies may have rejected that), and refuses one
+// it no longer has.
+func TestRepublishEarlier(t *testing.T) {
+	dir := t.TempDir()
+	writeMesh(t, dir, services)
+	pub := &switchPublisher{Server: newServer()}
+	p := &pipeline.Pipeline{Gate: &pipeline.Gate{}, Publisher: pub}
+	for _, rev := range []string{"r1", "r2"} {
+		if _, err := p.Reconcile(context.Background(), pipeline.Revision{Name: rev, Dir: dir}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub.Server = newServer()
+	if err := p.Republish("r1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := pub.Server.Status().Revision; got != "r1" {
+		t.Errorf("republished %q, want r1", got)
+	}
+	if err := p.Republish("r0"); err == nil || !strings.Contains(err.Error(), "not among the last") {
+		t.Errorf("Republish(r0) = %v, want an error", err)
+	}
+}

@@ -110,8 +110,7 @@ func (s *Server) checkNotRejected(next map[string]*served) error {
 	for _, name := range names {
 		v := next[name].class.SnapshotVersion
 		if nack := s.rejected[v]; nack != nil {
-			return fmt.Errorf("publish: class %s version %s was rejected by proxy %s at %s (%s); a rejected version is not served again",
-				name, v, nack.NodeID, nack.At.Format(time.RFC3339), nack.Reason)
+			return &RejectedError{Class: name, Version: v, NACK: copyNACK(nack)}
 		}
 	}
 	return nil
@@ -279,3 +278,20 @@ func Problems(err error) []status.Problem {
 	}
 	return nil
 }
+
+// RejectedError is a Publish refused because a class's snapshot version
+// was rejected (NACKed) by a proxy earlier: publishing the same bytes
+// again cannot succeed, so it is a stalling failure (Stalling reports
+// true) until the definition changes.
+type RejectedError struct {
+	Class, Version string
+	NACK           *status.NACK // the rejection
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("publish: class %s version %s was rejected by proxy %s at %s (%s); a rejected version is not served again",
+		e.Class, e.Version, e.NACK.NodeID, e.NACK.At.Format(time.RFC3339), e.NACK.Reason)
+}
+
+// Stalling reports true: only a new revision can be served.
+func (e *RejectedError) Stalling() bool { return true }
