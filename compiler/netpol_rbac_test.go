@@ -52,7 +52,7 @@ func TestNetworkPoliciesMatchRBAC(t *testing.T) {
 					continue
 				}
 				port := fc.GetFilterChainMatch().GetDestinationPort().GetValue()
-				l7 := rbacSources(t, m, ids, fc)
+				l7 := rbacSources(t, m, ids, c, fc)
 				http := isHTTP(portByNumber(s, port))
 				l3, err := portSources(m, svcs, s, http)
 				if err != nil {
@@ -91,8 +91,11 @@ func inboundChains(t *testing.T, c *Class) []*listenerv3.FilterChain {
 	return nil
 }
 
-// rbacSources reads who the RBAC filters of a chain admit.
-func rbacSources(t *testing.T, m *mesh.Model, ids map[string][]string, fc *listenerv3.FilterChain) sources {
+// rbacSources reads who the RBAC filters of a chain admit: a TCP chain's
+// network RBAC filters, or, for an HTTP chain, the RBACPerRoute rules of
+// its inbound route configuration's virtual host (the listener's HTTP
+// RBAC filters only hold the fail-closed default).
+func rbacSources(t *testing.T, m *mesh.Model, ids map[string][]string, c *Class, fc *listenerv3.FilterChain) sources {
 	t.Helper()
 	var rules []*rbacv3.RBAC
 	for _, f := range fc.Filters {
@@ -104,13 +107,16 @@ func rbacSources(t *testing.T, m *mesh.Model, ids map[string][]string, fc *liste
 		case *rbacnetv3.RBAC:
 			rules = append(rules, v.Rules)
 		case *hcmv3.HttpConnectionManager:
-			for _, hf := range v.HttpFilters {
-				hm, err := hf.GetTypedConfig().UnmarshalNew()
-				if err != nil {
-					t.Fatal(err)
-				}
-				if r, ok := hm.(*rbachttpv3.RBAC); ok {
-					rules = append(rules, r.Rules)
+			rc := routeConfig(t, c, v.GetRds().GetRouteConfigName())
+			for _, vh := range rc.VirtualHosts {
+				for _, name := range mesh.SortedKeys(vh.TypedPerFilterConfig) {
+					pm, err := vh.TypedPerFilterConfig[name].UnmarshalNew()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if r, ok := pm.(*rbachttpv3.RBACPerRoute); ok && r.GetRbac().GetRules() != nil {
+						rules = append(rules, r.GetRbac().GetRules())
+					}
 				}
 			}
 		}
@@ -188,6 +194,13 @@ func principals(t *testing.T, ps []*rbacv3.Principal) (exact []string, any strin
 				any = sm.GetPrefix()
 			default:
 				t.Fatalf("unexpected principal matcher %v", sm)
+			}
+		case *rbacv3.Principal_NotId:
+			// "not authenticated": a plaintext caller, on the plaintext
+			// chain of a permissive port (the rules are shared by both
+			// chains). NetworkPolicies open nothing for it at L3.
+			if _, ok := id.NotId.GetIdentifier().(*rbacv3.Principal_Authenticated_); !ok {
+				t.Fatalf("unexpected not_id principal %v", id.NotId)
 			}
 		default:
 			t.Fatalf("unexpected principal %T", p.Identifier)
