@@ -10,7 +10,7 @@
 # lines), with one `go build` per module into .tools/<name>-<version>/,
 # symlinked into .tools/bin. A build stamp (version, ldflags, Go version,
 # go.mod + go.sum) makes a warm run skip the build; the first, cold, build
-# takes about 10 minutes on 2 idle cores (docs/kubernetes-tests.md).
+# takes about 11 minutes on 2 idle cores (docs/kubernetes-tests.md).
 #
 #   scripts/tools.sh            install/verify everything
 #   scripts/tools.sh versions   print the installed versions only
