@@ -18,8 +18,8 @@ import (
 // server's URL gets.
 func TestGitServer(t *testing.T) {
 	srv := fluxtest.StartGitServer(t)
-	repo := srv.CreateRepo("mesh")
-	sha := repo.Commit(map[string]string{"mesh.cue": "package shop\n", "env/dev/values.cue": "package shop\nreplicas: 2\n"}, "first")
+	repo := srv.CreateRepo(t, "mesh")
+	sha := repo.Commit(t, map[string]string{"mesh.cue": "package shop\n", "env/dev/values.cue": "package shop\nreplicas: 2\n"}, "first")
 
 	dir := filepath.Join(t.TempDir(), "clone")
 	out, err := exec.Command("git", "clone", "--quiet", "--branch", fluxtest.Branch, repo.URL, dir).CombinedOutput()
@@ -45,12 +45,12 @@ func TestGitRepositoryArtifact(t *testing.T) {
 	srv := fluxtest.StartGitServer(t)
 	sc := fluxtest.StartSourceController(t, env)
 
-	repo := srv.CreateRepo("mesh")
-	first := repo.Commit(map[string]string{"mesh.cue": "package shop\nrevision: 1\n"}, "first")
+	repo := srv.CreateRepo(t, "mesh")
+	first := repo.Commit(t, map[string]string{"mesh.cue": "package shop\nrevision: 1\n"}, "first")
 	key := client.ObjectKey{Namespace: "default", Name: "mesh"}
 	created := time.Now()
-	sc.CreateGitRepository(key.Namespace, key.Name, repo.URL)
-	art := sc.WaitForArtifact(key, fluxtest.Revision(fluxtest.Branch, first), 2*time.Minute)
+	sc.CreateGitRepository(t, key.Namespace, key.Name, repo.URL)
+	art := sc.WaitForArtifact(t, key, fluxtest.Revision(fluxtest.Branch, first), 2*time.Minute)
 	t.Logf("GitRepository created -> artifact Ready: %s", time.Since(created).Round(time.Millisecond))
 	if !strings.HasPrefix(art.URL, sc.StorageURL+"/") || !strings.HasPrefix(art.Digest, "sha256:") {
 		t.Errorf("artifact url %s digest %s, want a sha256 digest and a URL under %s", art.URL, art.Digest, sc.StorageURL)
@@ -59,10 +59,10 @@ func TestGitRepositoryArtifact(t *testing.T) {
 		t.Errorf("first artifact's mesh.cue = %q, want the first commit's", got)
 	}
 
-	second := repo.Commit(map[string]string{"mesh.cue": "package shop\nrevision: 2\n"}, "second")
+	second := repo.Commit(t, map[string]string{"mesh.cue": "package shop\nrevision: 2\n"}, "second")
 	pushed := time.Now()
-	sc.RequestReconcile(key)
-	art2 := sc.WaitForArtifact(key, fluxtest.Revision(fluxtest.Branch, second), 2*time.Minute)
+	sc.RequestReconcile(t, key)
+	art2 := sc.WaitForArtifact(t, key, fluxtest.Revision(fluxtest.Branch, second), 2*time.Minute)
 	t.Logf("second commit pushed + requestedAt -> new artifact Ready: %s", time.Since(pushed).Round(time.Millisecond))
 	if art2.Digest == art.Digest {
 		t.Errorf("second artifact has the first one's digest %s", art.Digest)

@@ -24,7 +24,6 @@ const Branch = "main"
 type GitServer struct {
 	URL  string
 	Root string
-	t    testing.TB
 }
 
 // StartGitServer starts git-http-backend behind net/http/cgi on a free
@@ -36,7 +35,7 @@ func StartGitServer(t testing.TB) *GitServer {
 	if _, err := os.Stat(backend); err != nil {
 		t.Fatalf("fluxtest: git's HTTP server %s: %v (install git)", backend, err)
 	}
-	s := &GitServer{Root: t.TempDir(), t: t}
+	s := &GitServer{Root: t.TempDir()}
 	stderr := &tooltest.Output{}
 	h := &cgi.Handler{
 		Path: backend,
@@ -72,40 +71,39 @@ type Repo struct {
 	URL string
 	// Dir is the working clone that Commit writes into.
 	Dir string
-	t   testing.TB
 }
 
 // CreateRepo creates the bare repository NAME.git (default branch [Branch],
 // pushes allowed) and a working clone of it in t.TempDir().
-func (s *GitServer) CreateRepo(name string) *Repo {
-	s.t.Helper()
+func (s *GitServer) CreateRepo(t testing.TB, name string) *Repo {
+	t.Helper()
 	bare := filepath.Join(s.Root, name+".git")
-	git(s.t, "", "init", "--quiet", "--bare", "--initial-branch="+Branch, bare)
-	git(s.t, bare, "config", "http.receivepack", "true")
-	r := &Repo{URL: s.URL + "/" + name + ".git", Dir: filepath.Join(s.t.TempDir(), name), t: s.t}
-	git(s.t, "", "init", "--quiet", "--initial-branch="+Branch, r.Dir)
-	git(s.t, r.Dir, "remote", "add", "origin", r.URL)
+	git(t, "", "init", "--quiet", "--bare", "--initial-branch="+Branch, bare)
+	git(t, bare, "config", "http.receivepack", "true")
+	r := &Repo{URL: s.URL + "/" + name + ".git", Dir: filepath.Join(t.TempDir(), name)}
+	git(t, "", "init", "--quiet", "--initial-branch="+Branch, r.Dir)
+	git(t, r.Dir, "remote", "add", "origin", r.URL)
 	return r
 }
 
 // Commit writes files (slash-separated path relative to the repository ->
 // content), commits everything with message and pushes it to [Branch] over
 // HTTP. It returns the commit's full SHA-1.
-func (r *Repo) Commit(files map[string]string, message string) string {
-	r.t.Helper()
+func (r *Repo) Commit(t testing.TB, files map[string]string, message string) string {
+	t.Helper()
 	for name, content := range files {
 		p := filepath.Join(r.Dir, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			r.t.Fatal(err)
+			t.Fatal(err)
 		}
 		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			r.t.Fatal(err)
+			t.Fatal(err)
 		}
 	}
-	git(r.t, r.Dir, "add", "--all")
-	git(r.t, r.Dir, "commit", "--quiet", "--allow-empty", "-m", message)
-	git(r.t, r.Dir, "push", "--quiet", "origin", "HEAD:refs/heads/"+Branch)
-	return strings.TrimSpace(git(r.t, r.Dir, "rev-parse", "HEAD"))
+	git(t, r.Dir, "add", "--all")
+	git(t, r.Dir, "commit", "--quiet", "--allow-empty", "-m", message)
+	git(t, r.Dir, "push", "--quiet", "origin", "HEAD:refs/heads/"+Branch)
+	return strings.TrimSpace(git(t, r.Dir, "rev-parse", "HEAD"))
 }
 
 // git runs git in dir ("" for the current one) with a configuration of its

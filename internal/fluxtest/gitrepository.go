@@ -29,8 +29,8 @@ func Revision(branch, sha string) string { return branch + "@sha1:" + sha }
 // CreateGitRepository creates a GitRepository (namespace/name) that follows
 // [Branch] of url. Its interval is an hour: a test gets new revisions
 // fetched with [SourceController.RequestReconcile], not by waiting.
-func (sc *SourceController) CreateGitRepository(namespace, name, url string) *sourcev1.GitRepository {
-	sc.t.Helper()
+func (sc *SourceController) CreateGitRepository(t testing.TB, namespace, name, url string) *sourcev1.GitRepository {
+	t.Helper()
 	repo := &sourcev1.GitRepository{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
 		Spec: sourcev1.GitRepositorySpec{
@@ -41,15 +41,14 @@ func (sc *SourceController) CreateGitRepository(namespace, name, url string) *so
 		},
 	}
 	if err := sc.Client.Create(context.Background(), repo); err != nil {
-		sc.t.Fatalf("fluxtest: creating GitRepository %s/%s: %v", namespace, name, err)
+		t.Fatalf("fluxtest: creating GitRepository %s/%s: %v", namespace, name, err)
 	}
 	return repo
 }
 
 // RequestReconcile sets the reconcile.fluxcd.io/requestedAt annotation on the
 // GitRepository, as `flux reconcile source git` does, and returns its value.
-func (sc *SourceController) RequestReconcile(key client.ObjectKey) string {
-	t := sc.t
+func (sc *SourceController) RequestReconcile(t testing.TB, key client.ObjectKey) string {
 	t.Helper()
 	value := time.Now().Format(time.RFC3339Nano)
 	repo := &sourcev1.GitRepository{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
@@ -63,8 +62,8 @@ func (sc *SourceController) RequestReconcile(key client.ObjectKey) string {
 // WaitForArtifact waits until the GitRepository key is Ready with an artifact
 // of the given revision (see [Revision]) and returns that artifact. It
 // fails the test after timeout, showing the object's conditions.
-func (sc *SourceController) WaitForArtifact(key client.ObjectKey, revision string, timeout time.Duration) *meta.Artifact {
-	sc.t.Helper()
+func (sc *SourceController) WaitForArtifact(t testing.TB, key client.ObjectKey, revision string, timeout time.Duration) *meta.Artifact {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	repo := &sourcev1.GitRepository{}
@@ -76,7 +75,7 @@ func (sc *SourceController) WaitForArtifact(key client.ObjectKey, revision strin
 		}
 		select {
 		case <-ctx.Done():
-			sc.t.Fatalf("fluxtest: GitRepository %s has no Ready artifact of revision %s after %s (get: %v)\n%s",
+			t.Fatalf("fluxtest: GitRepository %s has no Ready artifact of revision %s after %s (get: %v)\n%s",
 				key, revision, timeout, err, describe(repo))
 		case <-time.After(100 * time.Millisecond):
 		}

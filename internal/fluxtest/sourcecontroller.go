@@ -31,8 +31,6 @@ type SourceController struct {
 	StorageURL string
 	// StoragePath is the artifact storage folder (in t.TempDir()).
 	StoragePath string
-
-	t testing.TB
 }
 
 // Scheme is kubetest's default scheme plus source.toolkit.fluxcd.io/v1.
@@ -68,13 +66,13 @@ func StartSourceController(t testing.TB, env *kubetest.Env) *SourceController {
 		t.Skip(msg)
 	}
 	started := time.Now()
-	env.InstallCRDs(CRDDir())
+	env.InstallCRDs(t, CRDDir())
 
 	c, err := client.New(env.Config, client.Options{Scheme: Scheme()})
 	if err != nil {
 		t.Fatalf("fluxtest: client: %v", err)
 	}
-	sc := &SourceController{Client: c, StoragePath: filepath.Join(t.TempDir(), "storage"), t: t}
+	sc := &SourceController{Client: c, StoragePath: filepath.Join(t.TempDir(), "storage")}
 	if err := os.MkdirAll(sc.StoragePath, 0o755); err != nil {
 		t.Fatal(err)
 	}

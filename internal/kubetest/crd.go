@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"testing"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -16,9 +17,9 @@ import (
 // InstallCRDs creates (or updates) the CustomResourceDefinitions in the
 // given files and folders (*.yaml, *.yml, *.json; several documents per
 // file) and waits until every one is Established and served. A path that
-// does not exist, or holds no CRD, fails the test.
-func (e *Env) InstallCRDs(paths ...string) []*apiextensionsv1.CustomResourceDefinition {
-	e.t.Helper()
+// does not exist, or holds no CRD, fails t.
+func (e *Env) InstallCRDs(t testing.TB, paths ...string) []*apiextensionsv1.CustomResourceDefinition {
+	t.Helper()
 	crds, err := envtest.InstallCRDs(e.Config, envtest.CRDInstallOptions{
 		Paths:              paths,
 		ErrorIfPathMissing: true,
@@ -28,21 +29,21 @@ func (e *Env) InstallCRDs(paths ...string) []*apiextensionsv1.CustomResourceDefi
 		err = errors.New("no CustomResourceDefinition found")
 	}
 	if err != nil {
-		e.t.Fatalf("kubetest: installing CRDs from %v: %v", paths, err)
+		t.Fatalf("kubetest: installing CRDs from %v: %v", paths, err)
 	}
 	return crds
 }
 
 // InstallCRDYAML is [Env.InstallCRDs] for CRDs held in memory: one or more
 // YAML (or JSON) documents separated by "---".
-func (e *Env) InstallCRDYAML(docs []byte) []*apiextensionsv1.CustomResourceDefinition {
-	e.t.Helper()
+func (e *Env) InstallCRDYAML(t testing.TB, docs []byte) []*apiextensionsv1.CustomResourceDefinition {
+	t.Helper()
 	crds, err := DecodeCRDs(docs)
 	if err == nil {
 		crds, err = envtest.InstallCRDs(e.Config, envtest.CRDInstallOptions{CRDs: crds, Scheme: e.Client.Scheme()})
 	}
 	if err != nil {
-		e.t.Fatalf("kubetest: installing CRDs: %v", err)
+		t.Fatalf("kubetest: installing CRDs: %v", err)
 	}
 	return crds
 }

@@ -56,7 +56,6 @@ type Env struct {
 	// certificates, the service-account keys and the kubeconfig.
 	Dir string
 
-	t     testing.TB
 	env   *envtest.Environment
 	saKey *ecdsa.PrivateKey
 }
@@ -69,7 +68,7 @@ type Env struct {
 func Start(t testing.TB, opts Options) *Env {
 	t.Helper()
 	assets := Assets(t)
-	e := &Env{t: t, Dir: t.TempDir()}
+	e := &Env{Dir: t.TempDir()}
 
 	key, err := writeServiceAccountKeys(e.Dir)
 	if err != nil {

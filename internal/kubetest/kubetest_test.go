@@ -191,7 +191,7 @@ spec:
 func TestCRDsAndKubeconfig(t *testing.T) {
 	env := kubetest.Start(t, kubetest.Options{})
 	ctx := context.Background()
-	crds := env.InstallCRDYAML([]byte(widgetCRD))
+	crds := env.InstallCRDYAML(t, []byte(widgetCRD))
 	if len(crds) != 1 || crds[0].Name != "widgets.test.weft.dev" {
 		t.Fatalf("installed %d CRDs, want widgets.test.weft.dev", len(crds))
 	}
