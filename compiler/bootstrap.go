@@ -116,7 +116,7 @@ func Bootstrap(c *Class, o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 		},
 		StaticResources: sr,
 	}
-	if err := addStats(b, c.Tags(), socketAddress("0.0.0.0", o.StatsPort)); err != nil {
+	if err := AddStats(b, c.Tags(), socketAddress("0.0.0.0", o.StatsPort)); err != nil {
 		return nil, fmt.Errorf("class %s: %w", c.Name, err)
 	}
 	return b, nil

@@ -147,9 +147,10 @@ func NodeMetadata(t ProxyTags) map[string]string {
 	return map[string]string{NodeMetaVersion: t.Version}
 }
 
-// addStats adds the stats config and (with a stats port) the stats
-// listener to a bootstrap whose admin address is set.
-func addStats(b *bootstrapv3.Bootstrap, t ProxyTags, listen *corev3.Address) error {
+// AddStats adds to a bootstrap whose admin address is set the stats
+// config of the proxy t, its node metadata (NodeMetadata) and, when listen
+// is not nil, the stats listener on listen with its admin cluster.
+func AddStats(b *bootstrapv3.Bootstrap, t ProxyTags, listen *corev3.Address) error {
 	b.StatsConfig = StatsConfig(t)
 	if b.Node != nil {
 		if b.Node.Metadata == nil {

@@ -31,6 +31,8 @@ type Instance struct {
 	AppPorts map[uint32]uint32 // service port -> the app's port on IP
 	// AdminAddr is Envoy's admin interface.
 	AdminAddr string
+	// StatsAddr is Envoy's stats listener (GET /stats/prometheus only).
+	StatsAddr string
 	// Command is the app's command line (empty: the built-in demo app).
 	Command []string
 	Edge    bool

@@ -22,6 +22,7 @@ import (
 	cav1 "github.com/weft-dev/weft/reconciler/api/ca/v1"
 	"github.com/weft-dev/weft/reconciler/api/status"
 	"github.com/weft-dev/weft/reconciler/ca"
+	"github.com/weft-dev/weft/reconciler/metrics"
 	"github.com/weft-dev/weft/reconciler/xds"
 	"github.com/weft-dev/weft/schema"
 	"github.com/weft-dev/weft/schema/mesh"
@@ -113,6 +114,7 @@ type Mesh struct {
 	statusSrv  *http.Server
 	statusAddr string
 	pipeline   *xds.Pipeline
+	metrics    *metrics.Metrics
 
 	mu          sync.Mutex
 	ips         *ipAllocator
@@ -276,7 +278,11 @@ func (m *Mesh) startControlPlane() error {
 	if err != nil {
 		return err
 	}
-	caSrv := xds.New(xds.Options{TLS: caTLS, Logger: m.log}) // a gRPC server with TLS; only the CA service is used
+	m.metrics, err = metrics.New(nil, func() status.Status { return m.Server().Status() })
+	if err != nil {
+		return err
+	}
+	caSrv := xds.New(xds.Options{TLS: caTLS, Logger: m.log, GRPCOptions: m.metrics.ServerOptions()}) // a gRPC server with TLS; only the CA service is used
 	ca.NewServer(m.ca, m.auth, m.log).Register(caSrv.GRPC())
 	caLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -289,20 +295,24 @@ func (m *Mesh) startControlPlane() error {
 	if err := m.startXDS("127.0.0.1:0"); err != nil {
 		return err
 	}
-	m.pipeline = &xds.Pipeline{Server: m.server, Env: o.Env, Vet: m.vet, Endpoints: m.endpoints}
+	m.pipeline = &xds.Pipeline{Server: m.server, Env: o.Env, Vet: m.vet, Endpoints: m.endpoints, Observe: m.metrics.ObserveStep}
 
 	ln, err := net.Listen("tcp", o.StatusAddr)
 	if err != nil {
 		return fmt.Errorf("status endpoint: %w", err)
 	}
 	m.statusAddr = ln.Addr().String()
-	m.statusSrv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m.cpMu.Lock()
-		s := m.server
-		m.cpMu.Unlock()
-		s.Handler().ServeHTTP(w, r)
-	}), ReadHeaderTimeout: 5 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("GET "+metrics.Path, m.metrics.Handler())
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.Server().Handler().ServeHTTP(w, r)
+	}))
+	m.statusSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = m.statusSrv.Serve(ln) }()
+	if err := m.writePrometheusConfig(); err != nil {
+		return fmt.Errorf("prometheus configuration: %w", err)
+	}
+	fmt.Fprintf(o.Out, "weft up: Prometheus scrape configuration: %s\n", m.PrometheusConfigPath())
 	return os.WriteFile(filepath.Join(o.StateDir, StatusAddrFile), []byte(m.statusAddr+"\n"), 0o644)
 }
 
@@ -316,7 +326,7 @@ func (m *Mesh) startXDS(addr string) error {
 	if err != nil {
 		return err
 	}
-	srv := xds.New(xds.Options{TLS: xdsTLS, PerNode: PerNode, Logger: m.log})
+	srv := xds.New(xds.Options{TLS: xdsTLS, PerNode: PerNode, Logger: m.log, GRPCOptions: m.metrics.ServerOptions()})
 	var ln net.Listener
 	for i := 0; ; i++ { // a restart rebinds the same port, which may linger briefly
 		ln, err = net.Listen("tcp", addr)
@@ -455,6 +465,15 @@ func (m *Mesh) place(svc *mesh.Service, version string, replica int) (*Instance,
 		}
 	}
 	in.AdminAddr = net.JoinHostPort(ip, strconv.Itoa(int(admin)))
+	// The stats listener (Prometheus) likewise on the usual 15090.
+	stats := uint32(compiler.DefaultStatsPort)
+	for containsPort(ports, stats) || appPortsContain(in.AppPorts, stats) || stats == admin {
+		var err error
+		if stats, err = freePort(ip); err != nil {
+			return nil, err
+		}
+	}
+	in.StatsAddr = net.JoinHostPort(ip, strconv.Itoa(int(stats)))
 	if svc.Local != nil {
 		in.Command = svc.Local.Command
 	}
@@ -523,6 +542,7 @@ func (m *Mesh) apply(rev revision) bool {
 		g, err := m.opts.Gate(m.ctx, rev.Dir)
 		if err != nil {
 			m.Server().RecordFailure(rev.Name, status.StepVet, fmt.Errorf("policies: %w", err))
+			m.metrics.RevisionFailed(status.StepVet)
 			fmt.Fprintf(m.opts.Out, "weft up: revision %s rejected (the previous one keeps serving): policies: %v\n", rev.Name, err)
 			m.notifyLocked()
 			return false
@@ -595,6 +615,9 @@ func (m *Mesh) reconcileLocked(model *mesh.Model) error {
 		}
 		m.instances[id] = ri
 		started = append(started, in)
+	}
+	if err := m.writePrometheusTargetsLocked(); err != nil {
+		errs = append(errs, fmt.Errorf("prometheus targets: %w", err))
 	}
 	if len(started) > 0 {
 		sort.Slice(started, func(i, j int) bool { return started[i].NodeID < started[j].NodeID })
@@ -747,6 +770,7 @@ func (m *Mesh) stopAll() {
 		<-ri.done
 		delete(m.instances, id)
 	}
+	_ = m.writePrometheusTargetsLocked()
 }
 
 func (m *Mesh) stopControlPlane() {

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weft-dev/weft/compiler"
+	"github.com/weft-dev/weft/compiler/monitoring"
 	"github.com/weft-dev/weft/policies"
 	"github.com/weft-dev/weft/schema"
 )
@@ -34,6 +36,14 @@ proxy class (a service version). For each class it writes to OUT/<class>/:
                    the agent's SDS socket)
 
 and OUT/summary.txt with the classes, resource counts and snapshot versions.
+For monitoring (docs/observability.md) it writes OUT/monitoring/:
+
+  dashboards/<service>.json   a Grafana dashboard per service: its inbound
+                              traffic, its callers and each dependency
+                              (requests/s, error %, p50 and p99 latency)
+  rules/<service>.yaml        Prometheus recording and alerting rules for
+                              the service's slo block (burn-rate alerts)
+
 Endpoints are the static endpoints of the definition. The same input always
 gives the same bytes. OUT is replaced if it holds a previous build; any other
 non-empty directory is refused.`,
@@ -75,6 +85,13 @@ non-empty directory is refused.`,
 			if err != nil {
 				return fmt.Errorf("compile: %w", err)
 			}
+			mon, err := monitoring.Files(m)
+			if err != nil {
+				return fmt.Errorf("monitoring: %w", err)
+			}
+			for name, b := range mon {
+				files[path.Join(monitoringDir, name)] = b
+			}
 			if err := writeTree(out, files); err != nil {
 				return err
 			}
@@ -91,6 +108,9 @@ non-empty directory is refused.`,
 	f.StringVar(&boot.SDSSocket, "sds-socket", compiler.DefaultSDSSocket, "unix socket of the agent's SDS server in the bootstraps")
 	return cmd
 }
+
+// monitoringDir is the folder of the dashboards and rules in OUT.
+const monitoringDir = "monitoring"
 
 func builtEnv(envs []policies.EnvReport, name string) []policies.EnvReport {
 	for _, e := range envs {

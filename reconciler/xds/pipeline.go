@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/weft-dev/weft/compiler"
 	"github.com/weft-dev/weft/reconciler/api/status"
@@ -28,6 +29,9 @@ type Pipeline struct {
 	Endpoints func(*mesh.Model) (compiler.Endpoints, error)
 	// Compile holds the compiler options; Revision is set per run.
 	Compile compiler.Options
+	// Observe, when set, is told every step's duration and outcome
+	// (package reconciler/metrics).
+	Observe func(step string, took time.Duration, err error)
 }
 
 // StepError is a revision that failed at one step.
@@ -46,7 +50,15 @@ func (e *StepError) Unwrap() error { return e.Err }
 // Reconcile loads the mesh repository at dir as revision rev and, if
 // every step succeeds, serves it. The error is a *StepError.
 func (p *Pipeline) Reconcile(dir, rev string) error {
+	start := time.Now()
+	observe := func(step string, err error) {
+		if p.Observe != nil {
+			p.Observe(step, time.Since(start), err)
+		}
+		start = time.Now()
+	}
 	fail := func(step string, err error) error {
+		observe(step, err)
 		if step != status.StepPublish { // Publish records its own failure
 			p.Server.RecordFailure(rev, step, err)
 		}
@@ -56,10 +68,12 @@ func (p *Pipeline) Reconcile(dir, rev string) error {
 	if err != nil {
 		return fail(status.StepLoad, err)
 	}
+	observe(status.StepLoad, nil)
 	if p.Vet != nil {
 		if err := p.Vet(m); err != nil {
 			return fail(status.StepVet, err)
 		}
+		observe(status.StepVet, nil)
 	}
 	var eps compiler.Endpoints
 	if p.Endpoints != nil {
@@ -73,8 +87,10 @@ func (p *Pipeline) Reconcile(dir, rev string) error {
 	if err != nil {
 		return fail(status.StepCompile, err)
 	}
+	observe(status.StepCompile, nil)
 	if err := p.Server.Publish(rev, res); err != nil {
 		return fail(status.StepPublish, err)
 	}
+	observe(status.StepPublish, nil)
 	return nil
 }

@@ -108,6 +108,15 @@ type Config struct {
 	AdminAddress string
 	// AdminPort is Envoy's admin port (default 15000).
 	AdminPort int
+	// Mesh, Service and Version name the proxy in its stats: the fixed
+	// tags mesh, namespace (the Identity's), source_service and
+	// source_version, and the node metadata weft.version that the
+	// per-request stats read (compiler.StatsConfig, compiler.NodeMetadata).
+	Mesh, Service, Version string
+	// StatsAddress is where Envoy serves its Prometheus stats, and only
+	// them ("IP:port", e.g. 0.0.0.0:15090; compiler.StatsListener). Empty:
+	// no stats listener.
+	StatsAddress string
 	// HealthAddress is where the agent serves /ready and /healthz (default
 	// 127.0.0.1:15021; port 0 picks one, see Agent.HealthAddr).
 	HealthAddress string
