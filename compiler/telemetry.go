@@ -212,7 +212,7 @@ func (b *classBuilder) statsLogger(sd side) *accesslogv3.AccessLog {
 	cfg := &statslogv3.Config{
 		StatsScope: &typev3.Scope{Prefix: statScope},
 		Counters: []*statslogv3.Config_Counter{{
-			Stat:       &statslogv3.Config_Stat{Name: StatRequests, Tags: b.statTags(sd, true)},
+			Stat:       &statslogv3.Config_Stat{Name: strings.TrimPrefix(StatRequests, statScope+"."), Tags: b.statTags(sd, true)},
 			ValueFixed: wrapperspb.UInt64(1),
 		}},
 		Histograms: []*statslogv3.Config_Histogram{{

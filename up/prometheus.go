@@ -9,7 +9,9 @@ import (
 	"strings"
 
 	"github.com/weft-dev/weft/compiler"
+	"github.com/weft-dev/weft/compiler/monitoring"
 	"github.com/weft-dev/weft/reconciler/metrics"
+	"github.com/weft-dev/weft/schema/mesh"
 )
 
 // The Prometheus scrape configuration that `weft up` keeps in its state
@@ -96,8 +98,18 @@ func (m *Mesh) writePrometheusTargetsLocked() error {
 }
 
 // writeRulesLocked replaces the rule files with those of the served
-// revision (file name -> content).
-func (m *Mesh) writeRulesLocked(files map[string][]byte) error {
+// revision's model (compiler/monitoring, the rules weft build writes).
+func (m *Mesh) writeRulesLocked(model *mesh.Model) error {
+	all, err := monitoring.Files(model)
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{}
+	for name, b := range all {
+		if rest, ok := strings.CutPrefix(name, "rules/"); ok {
+			files[rest] = b
+		}
+	}
 	dir := filepath.Join(m.opts.StateDir, PrometheusDir, PrometheusRules)
 	old, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	for _, f := range old {

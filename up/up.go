@@ -559,6 +559,9 @@ func (m *Mesh) apply(rev revision) bool {
 	if err := m.reconcileLocked(m.lastGood); err != nil {
 		fmt.Fprintf(m.opts.Out, "weft up: %v\n", err)
 	}
+	if err := m.writeRulesLocked(m.lastGood); err != nil {
+		fmt.Fprintf(m.opts.Out, "weft up: prometheus rules: %v\n", err)
+	}
 	fmt.Fprintf(m.opts.Out, "weft up: serving %s (compiled and published in %s)\n", rev.Name, time.Since(start).Round(time.Millisecond))
 	m.notifyLocked()
 	return true

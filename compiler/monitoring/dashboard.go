@@ -40,16 +40,18 @@ type Row struct {
 
 // Rows are the rows of a service's dashboard: its inbound traffic (by
 // version, as its proxies saw it), the requests of its mesh callers (by
-// caller), then one row per dependency it calls (by version on both
+// caller; only when some service calls it), then one row per dependency it calls (by version on both
 // sides). Each row has requests per second by response code class, the
 // error percentage, and the p50 and p99 latency.
 func Rows(m *mesh.Model, s *mesh.Service) []Row {
 	w := RateInterval
 	rows := []Row{signals(fmt.Sprintf("%s: inbound (all callers, as its proxies saw them)", s.Name),
 		Inbound(m, s), w, []string{compiler.LabelDestVersion}, "{{destination_version}}")}
-	rows = append(rows, signals(fmt.Sprintf("callers -> %s (as each caller's proxy saw them)", s.Name),
-		Callers(m, s), w, []string{compiler.LabelSourceService, compiler.LabelSourceVersion},
-		"{{source_service}} {{source_version}}"))
+	if len(m.Callers(s)) > 0 {
+		rows = append(rows, signals(fmt.Sprintf("callers -> %s (as each caller's proxy saw them)", s.Name),
+			Callers(m, s), w, []string{compiler.LabelSourceService, compiler.LabelSourceVersion},
+			"{{source_service}} {{source_version}}"))
+	}
 	for _, d := range dependencies(s) {
 		rows = append(rows, signals(fmt.Sprintf("%s -> %s", s.Name, d), Edge(m, s.Name, d), w,
 			[]string{compiler.LabelSourceVersion, compiler.LabelDestVersion},
