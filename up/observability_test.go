@@ -1,6 +1,7 @@
 package up_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/weft-dev/weft/compiler/monitoring"
 	"github.com/weft-dev/weft/internal/tooltest"
+	"github.com/weft-dev/weft/reconciler/signals"
 	"github.com/weft-dev/weft/schema"
 	"github.com/weft-dev/weft/up/demoapp"
 )
@@ -201,6 +203,19 @@ func TestPrometheusGoldenSignals(t *testing.T) {
 		return n == 4, fmt.Sprintf("%v proxies up", n)
 	})
 
+	// The service map's reader that needs no Prometheus takes its
+	// baseline from the proxies now.
+	direct := &signals.Proxies{Targets: func() []string {
+		var ts []string
+		for _, in := range tm.Instances() {
+			ts = append(ts, in.StatsAddr)
+		}
+		return ts
+	}}
+	if _, err := direct.Edges(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
 	// The load: 20 requests a second for 30 seconds, from outside into
 	// frontend; the generator counts the 503s payments' edge answered.
 	const pace, seconds = 20, 30
@@ -299,6 +314,69 @@ func TestPrometheusGoldenSignals(t *testing.T) {
 		got := p.sumAt(q, start.Add(loadTime-2*time.Second))
 		if math.Abs(got-pace) > 0.1*pace {
 			t.Errorf("%s: rate %.2f/s at the end of the load, the generator sent %d/s", name, got, pace)
+		}
+	}
+
+	// The service map's readers agree with the generator: from
+	// Prometheus at the end of the load, and straight from the proxies
+	// since the baseline (Envoy flushes histograms every 5s: wait).
+	time.Sleep(6 * time.Second)
+	// Rates over the load's last 20 seconds; error shares over all of it.
+	end := start.Add(loadTime - 2*time.Second)
+	fromProm, err := (&signals.Prometheus{URL: "http://" + p.addr, Mesh: "t", Window: "20s", At: end}).Edges(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	promShares, err := (&signals.Prometheus{URL: "http://" + p.addr, Mesh: "t", Window: "40s", At: start.Add(loadTime + 5*time.Second)}).Edges(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromProxies, err := direct.Edges(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("edges from Prometheus (20s at the end of the load):\n%sfrom Prometheus (the whole load):\n%sfrom the proxies:\n%s",
+		signals.String(fromProm), signals.String(promShares), signals.String(fromProxies))
+	for _, reader := range []struct {
+		name   string
+		edges  []signals.Edge
+		rps    float64 // expected requests per second on every edge (0: not checked)
+		shares bool    // check error shares
+	}{
+		{"prometheus (20s)", fromProm, pace, false},
+		{"prometheus (whole load)", promShares, 0, true},
+		{"proxies", fromProxies, 0, true},
+	} {
+		perEdge := map[string]signals.Edge{}
+		for _, e := range reader.edges {
+			k := e.Source + "->" + e.Destination
+			agg := perEdge[k]
+			agg.RequestsPerSecond += e.RequestsPerSecond
+			agg.ErrorPercent += e.ErrorPercent * e.RequestsPerSecond
+			if e.P99 > agg.P99 {
+				agg.P99 = e.P99
+			}
+			perEdge[k] = agg
+		}
+		for _, want := range []struct {
+			edge  string
+			share float64
+		}{{"outside->frontend", 0}, {"frontend->orders", 0}, {"orders->payments", share}} {
+			e, ok := perEdge[want.edge]
+			if !ok {
+				t.Errorf("%s: no edge %s in %v", reader.name, want.edge, perEdge)
+				continue
+			}
+			errPct := e.ErrorPercent / e.RequestsPerSecond
+			if reader.shares && math.Abs(errPct-100*want.share) > 10*want.share+0.01 {
+				t.Errorf("%s: %s errors %.2f%%, the generator saw %.2f%%", reader.name, want.edge, errPct, 100*want.share)
+			}
+			if e.P99 <= 0 {
+				t.Errorf("%s: %s has no p99", reader.name, want.edge)
+			}
+			if reader.rps > 0 && math.Abs(e.RequestsPerSecond-reader.rps) > 0.1*reader.rps {
+				t.Errorf("%s: %s %.2f req/s, the generator sent %v/s", reader.name, want.edge, e.RequestsPerSecond, reader.rps)
+			}
 		}
 	}
 

@@ -85,6 +85,17 @@ func Served(m *mesh.Model, s *mesh.Service) Flow {
 	}
 }
 
+// MeshEdges are the requests of every edge of the mesh named name, each
+// counted once: at the caller for mesh callers (reporter source), at the
+// destination for requests from outside (source_service "outside").
+func MeshEdges(name string) Flow {
+	b := Selector{fmt.Sprintf("%s=%q", compiler.LabelMesh, name)}
+	return Flow{
+		b.Eq(compiler.LabelReporter, compiler.ReporterSource),
+		b.Eq(compiler.LabelReporter, compiler.ReporterDestination).Eq(compiler.LabelSourceService, compiler.SourceOutside),
+	}
+}
+
 func base(m *mesh.Model) Selector { return Selector{fmt.Sprintf("%s=%q", compiler.LabelMesh, m.Name)} }
 
 // union writes f(selector) for every selector, joined with "or".
