@@ -12,3 +12,6 @@ func Promtool(t testing.TB) string { return find(t, "promtool") }
 // Jaeger returns the path of the Jaeger all-in-one binary (scripts/tools.sh
 // builds it into .tools/bin).
 func Jaeger(t testing.TB) string { return find(t, "jaeger") }
+
+// Fortio returns the path of the fortio load generator (scripts/tools.sh).
+func Fortio(t testing.TB) string { return find(t, "fortio") }
