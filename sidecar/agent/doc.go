@@ -23,7 +23,9 @@
 //     a new stream waits for the control plane to be reachable;
 //   - Envoy's bootstrap (see Bootstrap: node id/cluster/metadata, ADS via
 //     the "xds-grpc" cluster, SDS via "sds-grpc", both HTTP/2 on the
-//     socket, admin on 127.0.0.1:AdminPort);
+//     socket, admin on 127.0.0.1:AdminPort; the stats tags of the proxy
+//     — mesh, namespace, service, version — and, with a StatsAddress, the
+//     stats-only listener for Prometheus: compiler.AddStats);
 //   - Envoy itself: started as a child process (dies with the agent),
 //     restarted with exponential backoff when it exits, drained
 //     (/drain_listeners?graceful for DrainTimeout) and sent SIGTERM on stop;
@@ -43,7 +45,8 @@
 //
 // # Imports
 //
-// Of weft: compiler (the SDS names and YAML marshaling) and
+// Of weft: compiler (the SDS names, the stats config and listener, YAML
+// marshaling) and
 // reconciler/api/ca/v1 (the CA's API) only — never the CA's implementation
 // or any other part of the control plane (tests/layering_test.go). The
 // suites that run the agent with the real CA, an xDS server and Envoy live
