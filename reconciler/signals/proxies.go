@@ -214,4 +214,3 @@ func String(es []Edge) string {
 	}
 	return b.String()
 }
-
