@@ -20,8 +20,8 @@ func TestBuildWritesDashboardsAndRules(t *testing.T) {
 		t.Fatalf("build: %+v", r)
 	}
 	dashboards, _ := filepath.Glob(filepath.Join(out, "monitoring", "dashboards", "*.json"))
-	if len(dashboards) != 9 {
-		t.Errorf("%d dashboards, want one per service (9): %v", len(dashboards), dashboards)
+	if len(dashboards) != 8 {
+		t.Errorf("%d dashboards, want one per service (8): %v", len(dashboards), dashboards)
 	}
 	for _, d := range dashboards {
 		b, err := os.ReadFile(d)
