@@ -174,12 +174,16 @@ func (b *classBuilder) statTags(sd side, withCode bool) []*statslogv3.Config_Tag
 	if withCode {
 		tags = append(tags, tag(LabelResponseCode, "%RESPONSE_CODE%"))
 	}
-	tags = append(tags, responseClassTag())
+	tags = append(tags, responseClass)
 	if withCode {
 		tags = append(tags, tag(LabelGRPCStatus, "%GRPC_STATUS_NUMBER%"))
 	}
 	return tags
 }
+
+// responseClass is response_code_class, built once: every connection
+// manager's stats share it (resources are never modified once built).
+var responseClass = responseClassTag()
 
 // responseClassTag is response_code_class: the response code's first
 // digit followed by "xx" ("5xx"; "0xx" when no response was sent), mapped
