@@ -25,6 +25,9 @@ type BootstrapOptions struct {
 	NodeID    string // node.id; default: the class name
 	AdminPort uint32 // admin interface on 127.0.0.1; default 15000
 	SDSSocket string // unix socket of the agent's SDS server; default /var/run/weft/sds.sock
+	// StatsPort is the port of the stats listener on 0.0.0.0 (default
+	// 15090; see StatsListener).
+	StatsPort uint32
 }
 
 // Bootstrap is a static Envoy bootstrap that holds all of a class's
@@ -103,13 +106,20 @@ func Bootstrap(c *Class, o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 		}
 		sr.Clusters = append(sr.Clusters, cl)
 	}
-	return &bootstrapv3.Bootstrap{
+	if o.StatsPort == 0 {
+		o.StatsPort = DefaultStatsPort
+	}
+	b := &bootstrapv3.Bootstrap{
 		Node: &corev3.Node{Id: o.NodeID, Cluster: c.Name},
 		Admin: &bootstrapv3.Admin{
 			Address: socketAddress("127.0.0.1", o.AdminPort),
 		},
 		StaticResources: sr,
-	}, nil
+	}
+	if err := AddStats(b, c.Tags(), socketAddress("0.0.0.0", o.StatsPort)); err != nil {
+		return nil, fmt.Errorf("class %s: %w", c.Name, err)
+	}
+	return b, nil
 }
 
 // inlineRoutes returns a copy of l whose connection managers carry their

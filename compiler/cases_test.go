@@ -300,6 +300,36 @@ func cases() []testCase {
 			ratings.RateLimit = &mesh.RateLimit{RequestsPerSecond: 1000}
 			return newModel(calls(svc("reviews", 9080), "ratings"), ratings), nil
 		}},
+		{"observability", func() (*mesh.Model, Endpoints) {
+			// Mesh-wide: access log to stdout with a few fields, tracing to a
+			// collector by name at 10%. reviews traces everything and logs
+			// to a file; ratings turns the per-request metrics off.
+			rv := svc("reviews", 9080, "v1", "v2")
+			rv.Observability = &mesh.ServiceObservability{
+				AccessLog: &mesh.AccessLog{Enabled: true, Output: "/tmp/weft-access.log"},
+			}
+			rv.Observability.Tracing = &struct {
+				SamplingPercent float64 `json:"samplingPercent"`
+			}{SamplingPercent: 100}
+			ra := svc("ratings", 9090)
+			ra.Observability = &mesh.ServiceObservability{Metrics: ptr(false)}
+			fe := calls(svc("frontend", 8080), "reviews", "ratings")
+			fe.Edge = true
+			m := newModel(fe, rv, ra)
+			m.Observability = &mesh.Observability{
+				AccessLog: &mesh.AccessLog{Enabled: true, Output: "stdout", Fields: []string{"start_time", "method", "path", "response_code", "duration_ms", "upstream_cluster", "request_id", "source_identity", "destination_identity"}},
+				Tracing:   &mesh.Tracing{Collector: "otel-collector.observability:4317", SamplingPercent: 10},
+			}
+			return m, nil
+		}},
+		{"observability-ip-collector", func() (*mesh.Model, Endpoints) {
+			m := newModel(calls(svc("frontend", 8080), "reviews"), svc("reviews", 9080))
+			m.Observability = &mesh.Observability{
+				AccessLog: &mesh.AccessLog{Enabled: true, Output: "stderr"},
+				Tracing:   &mesh.Tracing{Collector: "127.0.0.1:4317", SamplingPercent: 0.5},
+			}
+			return m, nil
+		}},
 		{"tcp", func() (*mesh.Model, Endpoints) {
 			db := withPorts(svc("db", 5432), mesh.Port{Name: "postgres", Port: 5432, Protocol: mesh.TCP})
 			db.Authz = &mesh.Authz{

@@ -34,10 +34,17 @@ func (b *classBuilder) outboundCluster(target *mesh.Service, port mesh.Port, ver
 	}
 	cl := &clusterv3.Cluster{
 		Name:           name,
+		AltStatName:    statName(name),
 		ConnectTimeout: duration(ConnectTimeout),
+		Metadata:       clusterMetadata(target, port.Port, version),
 	}
 	b.origin[cl] = b.servicePos(target.Name)
 	cla := loadAssignment(name, addrs)
+	if version == "" {
+		if err := b.labelVersions(cla, target, port.Port); err != nil {
+			return "", err
+		}
+	}
 	if allIPs(addrs) {
 		// The normal case: endpoints come over ADS and can change without
 		// touching the cluster.
@@ -65,6 +72,7 @@ func (b *classBuilder) inboundCluster(port mesh.Port) string {
 	name := InboundClusterName(port.Port)
 	cl := &clusterv3.Cluster{
 		Name:                 name,
+		AltStatName:          statName(name),
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		ConnectTimeout:       duration(ConnectTimeout),
 		LoadAssignment:       loadAssignment(name, []Address{{Host: "127.0.0.1", Port: port.Port}}),

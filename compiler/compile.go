@@ -69,6 +69,10 @@ type Class struct {
 	Name    string // "<service>-<version>"
 	Service string
 	Version string
+	// Mesh and Namespace are the mesh's name and the service's namespace
+	// (the fixed stats tags of the class's proxies, see StatsConfig).
+	Mesh      string
+	Namespace string
 	// SnapshotVersion is "<revision>/<first 12 hex digits of the sha256
 	// of the resources>" (just the hash when the revision is empty).
 	SnapshotVersion string
@@ -251,6 +255,8 @@ func (c *compilation) assemble(svc *mesh.Service, version string) (*Class, map[*
 		Name:      ClassName(svc.Name, version),
 		Service:   svc.Name,
 		Version:   version,
+		Mesh:      c.m.Name,
+		Namespace: svc.Namespace,
 		Resources: map[resource.Type][]types.Resource{},
 	}
 	// Every type is present, if empty, so that the snapshot answers (and
@@ -286,6 +292,9 @@ func (b *classBuilder) build() error {
 		return err
 	}
 	if err := b.outboundHTTP(deps); err != nil {
+		return err
+	}
+	if err := b.tracingCluster(); err != nil {
 		return err
 	}
 	return b.outboundTCP(deps)

@@ -47,7 +47,9 @@
 //	                                                         TCP ports)
 //	cluster   inbound|<port>                        STATIC 127.0.0.1:<port>, the app
 //	endpoints (ClusterLoadAssignment) named as their EDS cluster
+//	cluster   tracing|otlp                          the OpenTelemetry collector (OTLP/gRPC), when the service traces
 //	bootstrap cluster sds-grpc                      the agent's SDS server on a unix socket (HTTP/2)
+//	bootstrap listener stats, cluster admin         GET /stats/prometheus on 15090, proxied to the admin (StatsListener)
 //	SDS secrets "default" (workload certificate) and "ROOTCA" (trust bundle)
 //
 // A virtual host's domains are name, name.namespace, name.namespace.svc and
@@ -55,7 +57,23 @@
 // has them without a port (domains must be unique in a route
 // configuration): port 80, else the first HTTP port, else the first gRPC
 // port. Stat prefixes are the resource names
-// with '|' and ':' replaced by '_'.
+// with '|' and ':' replaced by '_'; a cluster's alt_stat_name is its name
+// with '|', ':' and '.' replaced by '_' ("outbound_9080_v2_reviews_shop").
+//
+// # Observability (docs/observability.md)
+//
+// Every HTTP connection manager, inbound and outbound, has the stats
+// access logger that counts each request (weft.requests_total) and its
+// duration (weft.request_duration_milliseconds) with the labels reporter,
+// mesh, namespace, source_*, destination_*, response_code(_class) and
+// grpc_status (telemetry.go), unless the service's metrics are off; the
+// JSON access log and the OpenTelemetry tracer (service_name = the
+// service) when configured (mesh.Model.TelemetryOf). Outbound clusters
+// carry "weft" filter metadata (service, namespace, port, version) and the
+// endpoints of all-versions clusters their version. The bootstrap's
+// stats_config (StatsConfig) tags Envoy's own stats with the proxy's
+// mesh, namespace, service and version and the destination parsed from
+// cluster stat names; a proxy's version is its node metadata weft.version.
 //
 // # Outbound
 //

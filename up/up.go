@@ -25,6 +25,7 @@ import (
 	cav1 "github.com/weft-dev/weft/reconciler/api/ca/v1"
 	"github.com/weft-dev/weft/reconciler/api/status"
 	"github.com/weft-dev/weft/reconciler/ca"
+	"github.com/weft-dev/weft/reconciler/metrics"
 	"github.com/weft-dev/weft/reconciler/pipeline"
 	"github.com/weft-dev/weft/reconciler/pipeline/source"
 	"github.com/weft-dev/weft/reconciler/xds"
@@ -129,6 +130,7 @@ type Mesh struct {
 
 	statusSrv  *http.Server
 	statusAddr string
+	metrics    *metrics.Metrics
 
 	mu        sync.Mutex
 	ips       *ipAllocator
@@ -191,7 +193,12 @@ func Start(ctx context.Context, o Options) (*Mesh, error) {
 	m := &Mesh{opts: o, log: o.Log, runtime: rt, ips: ips, instances: map[string]*runningInstance{}, placed: newPlacements(),
 		done: make(chan struct{}), started: make(chan struct{}), changed: make(chan struct{})}
 	m.ctx, m.cancel = context.WithCancel(ctx)
-	m.pipeline = &pipeline.Pipeline{Gate: gate, Env: o.Env, Check: m.check, Endpoints: m.endpoints, Publisher: (*publisher)(m)}
+	m.metrics, err = metrics.New(nil, m.status)
+	if err != nil {
+		return nil, err
+	}
+	m.pipeline = &pipeline.Pipeline{Gate: gate, Env: o.Env, Check: m.check, Endpoints: m.endpoints, Publisher: (*publisher)(m),
+		Observe: m.metrics.ObserveStep}
 	m.follower = &pipeline.Follower{Source: src, Pipeline: m.pipeline, Served: m.served, Report: m.report,
 		Backoff: pipeline.Backoff{Initial: o.Poll, Max: max(30*time.Second, o.Poll)}}
 	if o.Env != "" {
@@ -283,6 +290,15 @@ func (m *Mesh) check(model *mesh.Model) error {
 	return nil
 }
 
+// status is the xDS server's status (empty before the control plane
+// starts): the control-plane metrics read it at every scrape.
+func (m *Mesh) status() status.Status {
+	if s := m.Server(); s != nil {
+		return s.Status()
+	}
+	return status.Status{}
+}
+
 // publisher is the pipeline's Publisher: the current xDS server (a
 // restart replaces it).
 type publisher Mesh
@@ -318,7 +334,7 @@ func (m *Mesh) startControlPlane() error {
 	}
 	// Its own gRPC server with the CA service only: this port requires
 	// no client certificate, so it must not carry ADS.
-	caSrv := grpc.NewServer(grpc.Creds(credentials.NewTLS(caTLS)))
+	caSrv := grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(caTLS))}, m.metrics.ServerOptions()...)...)
 	ca.NewServer(m.ca, m.auth, m.log).Register(caSrv)
 	caLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -336,13 +352,17 @@ func (m *Mesh) startControlPlane() error {
 		return fmt.Errorf("status endpoint: %w", err)
 	}
 	m.statusAddr = ln.Addr().String()
-	m.statusSrv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m.cpMu.Lock()
-		s := m.server
-		m.cpMu.Unlock()
-		s.Handler().ServeHTTP(w, r)
-	}), ReadHeaderTimeout: 5 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("GET "+metrics.Path, m.metrics.Handler())
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.Server().Handler().ServeHTTP(w, r)
+	}))
+	m.statusSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = m.statusSrv.Serve(ln) }()
+	if err := m.writePrometheusConfig(); err != nil {
+		return fmt.Errorf("prometheus configuration: %w", err)
+	}
+	fmt.Fprintf(o.Out, "weft up: Prometheus scrape configuration: %s\n", m.PrometheusConfigPath())
 	return os.WriteFile(filepath.Join(o.StateDir, StatusAddrFile), []byte(m.statusAddr+"\n"), 0o644)
 }
 
@@ -365,6 +385,7 @@ func (m *Mesh) startXDS(addr string) error {
 		PerNode:               m.placed.perNode,
 		Logger:                m.log,
 		TestOnlyBeforePublish: m.opts.TestOnlyBeforePublish,
+		GRPCOptions:           m.metrics.ServerOptions(),
 	})
 	var ln net.Listener
 	for i := 0; ; i++ { // a restart rebinds the same port, which may linger briefly
@@ -479,6 +500,16 @@ func (m *Mesh) place(svc *mesh.Service, version string, replica int) (*Instance,
 	// Envoy's admin: a unix socket in the private runtime directory
 	// (0700), never a TCP port another local process could reach.
 	in.AdminSocket = adminSocketPath(m.runtime, id)
+	// The stats listener (GET /stats/prometheus only) on the instance's
+	// own IP: the usual 15090 is free there unless the service uses it.
+	stats := uint32(compiler.DefaultStatsPort)
+	for containsPort(ports, stats) || appPortsContain(in.AppPorts, stats) {
+		var err error
+		if stats, err = freePort(ip); err != nil {
+			return nil, err
+		}
+	}
+	in.StatsAddr = net.JoinHostPort(ip, strconv.Itoa(int(stats)))
 	if svc.Local != nil {
 		in.Command = svc.Local.Command
 	}
@@ -514,6 +545,9 @@ func (m *Mesh) served(_ context.Context, a *pipeline.Applied) {
 	defer m.mu.Unlock()
 	if err := m.reconcileLocked(a.Model); err != nil {
 		fmt.Fprintf(m.opts.Out, "weft up: %v\n", err)
+	}
+	if err := m.writeRulesLocked(a.Model); err != nil {
+		fmt.Fprintf(m.opts.Out, "weft up: prometheus rules: %v\n", err)
 	}
 }
 
@@ -592,6 +626,9 @@ func (m *Mesh) reconcileLocked(model *mesh.Model) error {
 		}
 		m.instances[id] = ri
 		started = append(started, in)
+	}
+	if err := m.writePrometheusTargetsLocked(); err != nil {
+		errs = append(errs, fmt.Errorf("prometheus targets: %w", err))
 	}
 	if len(started) > 0 {
 		sort.Slice(started, func(i, j int) bool { return started[i].NodeID < started[j].NodeID })
@@ -759,6 +796,7 @@ func (m *Mesh) stopAll() {
 		<-ri.done
 		delete(m.instances, id)
 	}
+	_ = m.writePrometheusTargetsLocked()
 }
 
 func (m *Mesh) stopControlPlane() {
@@ -772,4 +810,13 @@ func (m *Mesh) stopControlPlane() {
 		m.caServer.srv.Stop()
 	}
 	_ = os.Remove(filepath.Join(m.opts.StateDir, StatusAddrFile))
+}
+
+func appPortsContain(m map[uint32]uint32, p uint32) bool {
+	for _, q := range m {
+		if q == p {
+			return true
+		}
+	}
+	return false
 }

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weft-dev/weft/compiler"
+	"github.com/weft-dev/weft/compiler/monitoring"
 	"github.com/weft-dev/weft/policies"
 	"github.com/weft-dev/weft/reconciler/pipeline"
 	"github.com/weft-dev/weft/schema"
@@ -42,6 +44,12 @@ and at the root:
   networkpolicies.yaml   one Kubernetes NetworkPolicy per service, from calls
                          and authz: the L3 firewall of the L7 rules (ingress
                          only; pods are selected by mesh.weft.dev/service)
+  monitoring/            for monitoring (docs/observability.md):
+    dashboards/<service>.json   a Grafana dashboard per service: its inbound
+                                traffic, its callers and each dependency
+                                (requests/s, error %, p50 and p99 latency)
+    rules/<service>.yaml        Prometheus recording and alerting rules for
+                                the service's slo block (burn-rate alerts)
 
 Endpoints are the static endpoints of the definition. The same input always
 gives the same bytes. OUT is replaced if it holds a previous build; any other
@@ -82,6 +90,13 @@ non-empty directory is refused.`,
 			if files[compiler.NetworkPoliciesFile], err = compiler.NetworkPoliciesYAML(nps); err != nil {
 				return fmt.Errorf("compile: %w", err)
 			}
+			mon, err := monitoring.Files(rep.Envs[0].Model)
+			if err != nil {
+				return fmt.Errorf("monitoring: %w", err)
+			}
+			for name, b := range mon {
+				files[path.Join(monitoringDir, name)] = b
+			}
 			if err := writeTree(out, files); err != nil {
 				return err
 			}
@@ -101,6 +116,9 @@ non-empty directory is refused.`,
 		"namespace of weft's controller, whose pods the NetworkPolicies admit")
 	return cmd
 }
+
+// monitoringDir is the folder of the dashboards and rules in OUT.
+const monitoringDir = "monitoring"
 
 // writeTree writes files into a fresh sibling directory and swaps it in,
 // so that OUT never holds a mix of two builds.

@@ -93,6 +93,9 @@ type Pipeline struct {
 	Compile compiler.Options
 	// Publisher serves what passed.
 	Publisher Publisher
+	// Observe, when set, is told every step's duration and outcome (the
+	// control plane's metrics, package reconciler/metrics).
+	Observe func(step string, took time.Duration, err error)
 
 	mu   sync.Mutex
 	last *Applied
@@ -141,7 +144,12 @@ func (p *Pipeline) Reconcile(ctx context.Context, rev Revision) (*Applied, error
 	defer cancel()
 	r := &run{rev: rev}
 	for _, s := range p.steps() {
-		if err := s.run(ctx, r); err != nil {
+		start := time.Now()
+		err := s.run(ctx, r)
+		if p.Observe != nil {
+			p.Observe(s.name, time.Since(start), err)
+		}
+		if err != nil {
 			return nil, p.fail(ctx, rev.Name, s.name, err)
 		}
 	}

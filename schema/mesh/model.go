@@ -12,6 +12,9 @@ type Model struct {
 	TrustDomain string              `json:"trustDomain"`
 	Defaults    Defaults            `json:"defaults"`
 	Services    map[string]*Service `json:"services"`
+	// Observability is the mesh-wide metrics, access log and tracing
+	// configuration (nil: metrics only).
+	Observability *Observability `json:"observability,omitempty"`
 
 	// Environment is the overlay that was unified with the base ("" for
 	// the base alone). Revision is the source revision it was loaded from.
@@ -62,6 +65,10 @@ type Service struct {
 	MTLS             MTLSMode            `json:"mtls,omitempty"`
 	Authz            *Authz              `json:"authz,omitempty"`
 	Local            *Local              `json:"local,omitempty"`
+	// Observability overrides the mesh's for this service (see
+	// Model.ObservabilityOf); SLO are its objectives.
+	Observability *ServiceObservability `json:"observability,omitempty"`
+	SLO           *SLO                  `json:"slo,omitempty"`
 }
 
 // Protocol is a port's application protocol.

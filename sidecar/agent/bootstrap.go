@@ -2,9 +2,11 @@ package agent
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -27,9 +29,12 @@ import (
 //	dynamic_resources (only with an XDSAddress):
 //	  ads_config: {api_type: GRPC | DELTA_GRPC, envoy_grpc: xds-grpc, set_node_on_first_message_only}
 //	  cds_config: {ads: {}}, lds_config: {ads: {}}
+//	stats_config: compiler.StatsConfig (fixed tags mesh, namespace, source_service, source_version)
 //	static_resources:
 //	  clusters: xds-grpc and sds-grpc, both HTTP/2 to the agent's unix socket
 //	            + StaticResources (listeners, clusters) of the Config
+//	  listeners: with a StatsAddress, the stats listener (GET /stats/prometheus,
+//	            proxied to the admin through the static cluster "admin")
 //
 // Routes and endpoints arrive over ADS as the listeners and clusters ask
 // for them; certificates over SDS ("default", "ROOTCA") from sds-grpc.
@@ -113,6 +118,21 @@ func Bootstrap(cfg Config) (*bootstrapv3.Bootstrap, error) {
 		sr.Listeners = append(sr.Listeners, extra.Listeners...)
 		sr.Clusters = append(sr.Clusters, extra.Clusters...)
 		sr.Secrets = append(sr.Secrets, extra.Secrets...)
+	}
+	var listen *corev3.Address
+	if cfg.StatsAddress != "" {
+		host, port, err := net.SplitHostPort(cfg.StatsAddress)
+		n, perr := strconv.ParseUint(port, 10, 16)
+		if err != nil || perr != nil {
+			return nil, fmt.Errorf("agent: stats address %q: want IP:port", cfg.StatsAddress)
+		}
+		listen = &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(n)},
+		}}}
+	}
+	tags := compiler.ProxyTags{Mesh: cfg.Mesh, Namespace: cfg.Identity.Namespace, Service: cfg.Service, Version: cfg.Version}
+	if err := compiler.AddStats(b, tags, listen); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
 	}
 	if err := b.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("agent: bootstrap: %w", err)

@@ -115,9 +115,17 @@ type Config struct {
 	// Envoy (POST /quitquitquit), drain it and dump its config, so it is
 	// never on TCP: only the agent (and whoever runs as its user) reaches
 	// it. The agent uses it for readiness, draining and AdminGet.
-	// Metrics scraping will get its own stats-only listener (not built
-	// yet; see docs/local-mode.md).
+	// Prometheus scrapes the stats-only listener (StatsAddress) instead.
 	AdminSocket string
+	// Mesh, Service and Version name the proxy in its stats: the fixed
+	// tags mesh, namespace (the Identity's), source_service and
+	// source_version, and the node metadata weft.version that the
+	// per-request stats read (compiler.StatsConfig, compiler.NodeMetadata).
+	Mesh, Service, Version string
+	// StatsAddress is where Envoy serves its Prometheus stats, and only
+	// them ("IP:port", e.g. 0.0.0.0:15090; compiler.StatsListener). Empty:
+	// no stats listener.
+	StatsAddress string
 	// HealthAddress is where the agent serves /ready and /healthz (default
 	// 127.0.0.1:15021; port 0 picks one, see Agent.HealthAddr).
 	HealthAddress string

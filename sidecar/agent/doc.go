@@ -23,7 +23,10 @@
 //     a new stream waits for the control plane to be reachable;
 //   - Envoy's bootstrap (see Bootstrap: node id/cluster/metadata, ADS via
 //     the "xds-grpc" cluster, SDS via "sds-grpc", both HTTP/2 on the
-//     socket, admin on the unix socket Config.AdminSocket, mode 0600);
+//     socket, admin on the unix socket Config.AdminSocket, mode 0600; the
+//     stats tags of the proxy — mesh, namespace, service, version — and,
+//     with a StatsAddress, the stats-only listener for Prometheus:
+//     compiler.AddStats);
 //   - Envoy itself: started as a child process (dies with the agent) with
 //     Config.Concurrency worker threads (--concurrency, default 2),
 //     restarted with exponential backoff when it exits, drained
@@ -49,7 +52,8 @@
 //
 // # Imports
 //
-// Of weft: compiler (the SDS names and YAML marshaling) and
+// Of weft: compiler (the SDS names, the stats config and listener, YAML
+// marshaling) and
 // reconciler/api/ca/v1 (the CA's API) only — never the CA's implementation
 // or any other part of the control plane (tests/layering_test.go). The
 // suites that run the agent with the real CA, an xDS server and Envoy live

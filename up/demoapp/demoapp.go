@@ -191,7 +191,13 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // propagated are the request headers passed on to dependencies.
-var propagated = []string{"x-canary", "x-request-id", "x-b3-traceid", "x-b3-spanid", "traceparent"}
+// The trace context: x-request-id (Envoy's request id, which also carries
+// its sampling decision), W3C traceparent and tracestate (Envoy's
+// OpenTelemetry tracer) and B3, so that one trace spans every hop.
+var propagated = []string{
+	"x-canary", "x-request-id", "traceparent", "tracestate",
+	"x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags", "b3",
+}
 
 func (a *App) call(ctx context.Context, target string, in http.Header) Call {
 	hostport, path, _ := strings.Cut(target, "/")
