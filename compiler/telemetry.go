@@ -384,10 +384,13 @@ func (b *classBuilder) labelVersions(cla *endpointv3.ClusterLoadAssignment, targ
 	return nil
 }
 
-// statName is a cluster's alt_stat_name: the name with '|', ':' and '.'
-// replaced by '_', a single token of a stat name, from which the bootstrap's
-// stats tags extract the destination (service and version names hold no
-// '_').
+// ClusterStatName is the alt_stat_name of cluster name: the name with '|',
+// ':' and '.' replaced by '_', a single token of a stat name, from which
+// the bootstrap's stats tags extract the destination (service and version
+// names hold no '_'). Envoy's stats of the cluster are named
+// "cluster.<ClusterStatName>.<stat>" ("cluster.outbound_9080_v1_reviews_shop.upstream_rq_200").
+func ClusterStatName(name string) string { return statName(name) }
+
 func statName(name string) string {
 	return strings.NewReplacer("|", "_", ":", "_", ".", "_").Replace(name)
 }

@@ -46,11 +46,10 @@ const chainMesh = `
 				v1: labels: version: "v1"
 				v2: labels: version: "v2"
 			}
-			routes: [{
-				name: "charge"
+			routes: charge: {
 				match: path: prefix: "/"
 				fault: abort: {percent: 20, status: 503}
-			}]
+			}
 			slo: availability: 99
 		}
 `

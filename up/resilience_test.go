@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-dev/weft/compiler"
 	"github.com/weft-dev/weft/policies"
 	"github.com/weft-dev/weft/up"
 )
@@ -207,7 +208,7 @@ func TestOutlierEjection(t *testing.T) {
 		return failures, healthy
 	}
 	stat := func(svc, name string) int64 {
-		return envoyStat(t, fe, "cluster.outbound|"+map[string]string{"pool": "9080", "stuck": "9090"}[svc]+"||"+svc+".t.outlier_detection."+name)
+		return envoyStat(t, fe, "cluster."+compiler.ClusterStatName("outbound|"+map[string]string{"pool": "9080", "stuck": "9090"}[svc]+"||"+svc+".t")+".outlier_detection."+name)
 	}
 
 	failures, _ := failing("pool", 40)

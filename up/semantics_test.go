@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-dev/weft/compiler"
 	"github.com/weft-dev/weft/internal/tooltest"
 	"github.com/weft-dev/weft/reconciler/pipeline"
 	"github.com/weft-dev/weft/up"
@@ -157,7 +158,7 @@ func TestTrafficSemantics(t *testing.T) {
 		if n := envoyConcurrency(t, fe); n != 2 {
 			t.Errorf("frontend's Envoy runs %d workers, want weft up's default 2", n)
 		}
-		const stat = "cluster.outbound|8000||httpbin.t.upstream_rq_pending_overflow"
+		stat := "cluster." + compiler.ClusterStatName("outbound|8000||httpbin.t") + ".upstream_rq_pending_overflow"
 		for _, clients := range []int{1, 3} {
 			before := envoyStat(t, fe, stat)
 			res := hammer(t, tm, "http://httpbin:8000/", clients, 100)
