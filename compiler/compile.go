@@ -131,7 +131,7 @@ func compile(m *mesh.Model, eps Endpoints, opts Options, gate bool) (*Result, er
 		es := c.acceptModel()
 		stop()
 		if len(es) > 0 {
-			return nil, sortErrors(es)
+			return nil, es.Sorted()
 		}
 	}
 	res := &Result{}
@@ -163,28 +163,10 @@ func compile(m *mesh.Model, eps Endpoints, opts Options, gate bool) (*Result, er
 		}
 	}
 	if len(rejected) > 0 {
-		return nil, sortErrors(rejected)
+		return nil, rejected.Sorted()
 	}
 	sort.Slice(res.Classes, func(i, j int) bool { return res.Classes[i].Name < res.Classes[j].Name })
 	return res, nil
-}
-
-// sortErrors orders gate errors by position, then message.
-func sortErrors(es schema.Errors) schema.Errors {
-	sort.SliceStable(es, func(i, j int) bool {
-		a, b := es[i].Pos, es[j].Pos
-		if a.File != b.File {
-			return a.File < b.File
-		}
-		if a.Line != b.Line {
-			return a.Line < b.Line
-		}
-		if a.Column != b.Column {
-			return a.Column < b.Column
-		}
-		return es[i].Msg < es[j].Msg
-	})
-	return es
 }
 
 // compilation is the state shared by all classes of one Compile call.

@@ -80,6 +80,10 @@ func rebase(base string, p mesh.Pos) mesh.Pos {
 	return p
 }
 
+// Sorted orders es in place by file, line, column, then message, and
+// returns it: the order every caller prints errors in.
+func (es Errors) Sorted() Errors { return es.sorted() }
+
 func (es Errors) sorted() Errors {
 	sort.SliceStable(es, func(i, j int) bool {
 		a, b := es[i].Pos, es[j].Pos
