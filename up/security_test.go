@@ -3,14 +3,8 @@ package up_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -26,8 +20,8 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/weft-dev/weft/internal/catest"
 	"github.com/weft-dev/weft/internal/tooltest"
-	cav1 "github.com/weft-dev/weft/reconciler/api/ca/v1"
 	"github.com/weft-dev/weft/reconciler/ca"
 	"github.com/weft-dev/weft/up"
 )
@@ -48,25 +42,6 @@ const boundMesh = `
 			versions: v1: labels: version: "v1"
 		}
 `
-
-// stolenCert is a certificate of the mesh CA for id: what a compromised
-// workload of that identity holds.
-func stolenCert(t *testing.T, c *ca.CA, id cav1.Identity) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{id.URL()}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	iss, err := c.SignCSR(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), id, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{iss.Cert.Raw}, PrivateKey: key, Leaf: iss.Cert}
-}
 
 // adsStream opens an ADS stream to addr over TLS (client certificate
 // cert, if any) and sends one CDS request for node.
@@ -138,7 +113,7 @@ func TestXDSStreamsBoundToIdentity(t *testing.T) {
 	attackerPort := attacker.Addr().(*net.TCPAddr).Port
 
 	reviewsID := tm.instance("reviews-v1").Identity
-	cert := stolenCert(t, tm.CA(), reviewsID)
+	cert := catest.WorkloadCert(t, tm.CA(), reviewsID)
 	crafted := meta(map[string]string{
 		"weft.local.ip":       catalog.IP,
 		"weft.local.appPorts": "9080=" + itoa(attackerPort),

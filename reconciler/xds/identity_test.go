@@ -2,15 +2,9 @@ package xds
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,6 +20,7 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/weft-dev/weft/compiler"
+	"github.com/weft-dev/weft/internal/catest"
 	cav1 "github.com/weft-dev/weft/reconciler/api/ca/v1"
 	"github.com/weft-dev/weft/reconciler/api/status"
 	"github.com/weft-dev/weft/reconciler/ca"
@@ -79,22 +74,10 @@ func identityServer(t *testing.T) (*Server, string, *ca.CA) {
 // signed by the mesh CA, as its agent holds.
 func workloadTLS(t *testing.T, c *ca.CA, id cav1.Identity) grpc.DialOption {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{id.URL()}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	iss, err := c.SignCSR(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), id, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
 	return grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
 		RootCAs:      c.TrustPool(),
 		ServerName:   "localhost",
-		Certificates: []tls.Certificate{{Certificate: [][]byte{iss.Cert.Raw}, PrivateKey: key, Leaf: iss.Cert}},
+		Certificates: []tls.Certificate{catest.WorkloadCert(t, c, id)},
 	}))
 }
 

@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/weft-dev/weft/internal/tooltest"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +12,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/weft-dev/weft/internal/catest"
+	"github.com/weft-dev/weft/internal/tooltest"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -43,7 +45,7 @@ func TestAgentServesCertificateOverSDS(t *testing.T) {
 	if certs := a.adminGet(t, "/certs"); !strings.Contains(certs, orders.String()) || !strings.Contains(certs, serial) {
 		t.Errorf("envoy /certs does not show %s serial %s:\n%s", orders, serial, certs)
 	}
-	client := clientCert(t, e.ca, frontend)
+	client := catest.WorkloadCert(t, e.ca, frontend)
 	body, leaf, err := mtlsGet(port, e.ca.TrustPool(), &client)
 	if err != nil {
 		t.Fatalf("mesh client: %v", err)
@@ -60,7 +62,7 @@ func TestAgentServesCertificateOverSDS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	intruder := clientCert(t, otherCA, frontend)
+	intruder := catest.WorkloadCert(t, otherCA, frontend)
 	if body, _, err := mtlsGet(port, e.ca.TrustPool(), &intruder); err == nil {
 		t.Errorf("client of another CA got %q, want the handshake refused", body)
 	}
@@ -113,7 +115,7 @@ func TestAgentRotation(t *testing.T) {
 		t.Fatalf("certificate lifetime %s, want about %s", life, ttl)
 	}
 
-	client := clientCert(t, e.ca, frontend)
+	client := catest.WorkloadCert(t, e.ca, frontend)
 	var (
 		mu       sync.Mutex
 		serials  []string // distinct serials Envoy presented, in order

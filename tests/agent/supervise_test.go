@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"github.com/weft-dev/weft/internal/tooltest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,6 +8,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weft-dev/weft/internal/catest"
+	"github.com/weft-dev/weft/internal/tooltest"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -62,7 +64,7 @@ func TestAgentSupervisesEnvoy(t *testing.T) {
 		st := a.Status()
 		return st.Ready && st.EnvoyStarts == 2
 	})
-	client := clientCert(t, e.ca, frontend)
+	client := catest.WorkloadCert(t, e.ca, frontend)
 	if body, _, err := mtlsGet(port, e.ca.TrustPool(), &client); err != nil || body != "hello from inbound" {
 		t.Errorf("after the restart: %q %v", body, err)
 	}

@@ -3,13 +3,15 @@ package agent_test
 import (
 	"context"
 	"crypto/tls"
-	"github.com/weft-dev/weft/internal/tooltest"
 	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/weft-dev/weft/internal/catest"
+	"github.com/weft-dev/weft/internal/tooltest"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -195,7 +197,7 @@ func TestAgentProxiesXDS(t *testing.T) {
 			if !a.hasListener(t, "inbound-"+name) {
 				t.Fatalf("envoy /listeners lacks inbound-%s:\n%s", name, a.adminGet(t, "/listeners"))
 			}
-			client := clientCert(t, e.ca, frontend)
+			client := catest.WorkloadCert(t, e.ca, frontend)
 			if body, _, err := mtlsGet(port, e.ca.TrustPool(), &client); err != nil || body != "hello from inbound-"+name {
 				t.Errorf("request to the xDS-served listener: %q %v", body, err)
 			}
@@ -278,7 +280,7 @@ func TestAgentUpstreamRestart(t *testing.T) {
 			})
 			a.waitReady(t, 30*time.Second)
 
-			client := clientCert(t, e.ca, frontend)
+			client := catest.WorkloadCert(t, e.ca, frontend)
 			var requests, failed atomic.Int64
 			var firstErr atomic.Value
 			stop, done := make(chan struct{}), make(chan struct{})
