@@ -204,15 +204,15 @@ func mirrorEdge(dg *graph.Graph, names []string, dest string) (string, bool) {
 func explain(m *mesh.Model, u Unwanted) string {
 	switch u.Kind {
 	case UnwantedNoRoute:
-		return fmt.Sprintf("%s's app asked its proxy for a host that is not in its calls; no route matched (Envoy answers 404)", u.From)
+		return fmt.Sprintf("the app of %s asked its proxy for a host that is not in its calls; no route matched (Envoy answers 404)", u.From)
 	case UnwantedUndeclaredCall:
-		return fmt.Sprintf("%s's proxy routed requests to %s, which is not in its calls (a proxy still holding an older revision?)", u.From, u.To)
+		return fmt.Sprintf("the proxy of %s routed requests to %s, which is not in its calls (a proxy still holding an older revision?)", u.From, u.To)
 	case UnwantedUndeclaredCaller:
 		why := "its authz denies them (403) unless an allow rule names the caller"
 		if s := m.Services[u.To]; s != nil && s.Authz != nil && s.Authz.AllowSet {
 			why = "its authz.allow decides"
 		}
-		return fmt.Sprintf("requests with the certificate of %s reached %s's inbound directly: %s does not call %s; %s", u.From, u.To, u.From, u.To, why)
+		return fmt.Sprintf("requests with the certificate of %s reached the inbound side of %s directly: %s does not call %s; %s", u.From, u.To, u.From, u.To, why)
 	case UnwantedUnknownIdentity:
 		return fmt.Sprintf("requests with a mesh certificate of %s, which is no service of this revision, reached %s", u.Principal, u.To)
 	case UnwantedOutside:
@@ -299,13 +299,13 @@ func health(e Edge, th Thresholds) (string, string) {
 	}
 	budget := "the default threshold"
 	if e.ThresholdFrom == "slo" {
-		budget = "the error budget of " + e.To + "'s SLO"
+		budget = "the error budget of the SLO of " + e.To
 	}
 	switch {
 	case e.ErrorPercent > e.ErrorThreshold:
 		return HealthFailing, fmt.Sprintf("%.2f%% errors, over %s (%g%%)", e.ErrorPercent, budget, e.ErrorThreshold)
 	case e.LatencyBoundMs > 0 && e.P99Ms > e.LatencyBoundMs:
-		return HealthFailing, fmt.Sprintf("p99 %.1f ms, over %s's objective (%g ms)", e.P99Ms, e.To, e.LatencyBoundMs)
+		return HealthFailing, fmt.Sprintf("p99 %.1f ms, over the p99 objective of %s (%g ms)", e.P99Ms, e.To, e.LatencyBoundMs)
 	case e.ErrorPercent > th.DegradedShare*e.ErrorThreshold:
 		return HealthDegraded, fmt.Sprintf("%.2f%% errors, over %g%% of %s (%g%%)", e.ErrorPercent, 100*th.DegradedShare, budget, e.ErrorThreshold)
 	}

@@ -6,9 +6,9 @@ import (
 
 // Sizes of the drawing, in px.
 const (
-	nodeW, nodeH       = 184, 58
+	nodeW, nodeH       = 164, 58
 	outsideW, outsideH = 140, 44
-	columnW            = 330 // node width plus the gap that holds edge labels
+	columnW            = 320 // node width plus the gap that holds edge labels
 	rowH               = 100
 	margin             = 32
 )

@@ -138,7 +138,7 @@ func TestEdgesAndHealth(t *testing.T) {
 	}{
 		{"outside->frontend", HealthHealthy, 20, 0, 0.1, "slo", ""},
 		{"frontend->reviews", HealthHealthy, 10, 1, 5, "default", ""},
-		{"frontend->orders", HealthFailing, 4, 1, 0.5, "slo", "1.00% errors, over the error budget of orders's SLO (0.5%)"},
+		{"frontend->orders", HealthFailing, 4, 1, 0.5, "slo", "1.00% errors, over the error budget of the SLO of orders (0.5%)"},
 		{"orders->payments", HealthFailing, 4, 50, 5, "default", "50.00% errors, over the default threshold (5%)"},
 		{"orders->shipping", HealthDegraded, 1, 3, 5, "default", "3.00% errors, over 50% of the default threshold (5%)"},
 		{"orders->orders-shadow/mirror/create", HealthHealthy, 0.4, 0, 5, "default", ""},
@@ -163,7 +163,7 @@ func TestEdgesAndHealth(t *testing.T) {
 	in := shopInput(t)
 	in.Edges = []signals.Edge{{Source: "outside", Destination: "frontend", DestinationVersion: "v1", RequestsPerSecond: 1, P99: 600 * time.Millisecond}}
 	for _, e := range Build(in).Edges {
-		if e.ID == "outside->frontend" && (e.Health != HealthFailing || e.Reason != "p99 600.0 ms, over frontend's objective (500 ms)") {
+		if e.ID == "outside->frontend" && (e.Health != HealthFailing || e.Reason != "p99 600.0 ms, over the p99 objective of frontend (500 ms)") {
 			t.Errorf("slow ingress: %s %q", e.Health, e.Reason)
 		}
 	}
@@ -179,8 +179,8 @@ func TestUnwanted(t *testing.T) {
 		got[u.ID] = u
 	}
 	want := map[string]string{
-		"no-route:frontend->": "frontend's app asked its proxy for a host that is not in its calls; no route matched (Envoy answers 404)",
-		"undeclared-caller:catalog->payments": "requests with the certificate of catalog reached payments's inbound directly: catalog does not call payments; " +
+		"no-route:frontend->": "the app of frontend asked its proxy for a host that is not in its calls; no route matched (Envoy answers 404)",
+		"undeclared-caller:catalog->payments": "requests with the certificate of catalog reached the inbound side of payments directly: catalog does not call payments; " +
 			"its authz.allow decides",
 		"unknown-identity:spiffe://shop.example/ns/shop/sa/stranger->cart": "requests with a mesh certificate of spiffe://shop.example/ns/shop/sa/stranger, which is no service of this revision, reached cart",
 		"outside-to-internal:outside->catalog":                             "requests without a mesh certificate reached catalog, which is not an edge service (it accepts plaintext: mtls permissive)",

@@ -27,7 +27,7 @@ function fmtMs(ms) {
 }
 function sigText(s) {
   if (!s.requestsPerSecond) return ["no traffic"];
-  return [fmtRate(s.requestsPerSecond) + " req/s", fmtPct(s.errorPercent) + " errors · p99 " + fmtMs(s.p99Ms)];
+  return [fmtRate(s.requestsPerSecond) + " req/s · p99 " + fmtMs(s.p99Ms), fmtPct(s.errorPercent) + " errors"];
 }
 function ago(t) {
   if (!t) return "";
@@ -134,9 +134,12 @@ function drawMap(g) {
   const svg = document.getElementById("map");
   const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.focus : null;
   svg.replaceChildren();
-  // Room on the right for edges within the last column.
-  svg.setAttribute("viewBox", `0 0 ${g.width + 90} ${g.height + 60}`);
-  svg.setAttribute("width", g.width + 90);
+  // Room on the right for edges within a column.
+  const layerOf = Object.fromEntries(g.nodes.map(n => [n.id, n.layer]));
+  const sameColumn = g.edges.concat(g.unwanted).some(e => layerOf[e.to] !== undefined && layerOf[(e.from || "").split(", ")[0]] === layerOf[e.to]);
+  const width = g.width + (sameColumn ? 90 : 0);
+  svg.setAttribute("viewBox", `0 0 ${width} ${g.height + 60}`);
+  svg.setAttribute("width", width);
   svg.setAttribute("height", g.height + 60);
   const defs = el("svg:defs");
   for (const h of ["healthy", "degraded", "failing", "idle", "mirror", "unwanted"]) {
@@ -162,7 +165,7 @@ function drawMap(g) {
     edgeLayer.append(grp);
     // The label's box is estimated from its text (11.5px font), so that
     // labels can be pushed apart before anything is measured.
-    const w = Math.max(...textLines.map(l => l.length)) * 6.3 + 10, h = textLines.length * 14 + 4;
+    const w = Math.max(...textLines.map(l => l.length)) * 6.6 + 10, h = textLines.length * 15 + 4;
     labels.push({kind, id, cls, lines: textLines, box: {x: r.at[0] - w / 2, y: r.at[1] - h / 2, w, h}});
   };
   for (const e of g.edges) {
@@ -282,9 +285,11 @@ function showDetails(g) {
       body.push(el("h3", {text: "Versions"}), table(["Version", "Labels", "Replicas"],
         (n.versions || []).map(v => [v.name, Object.entries(v.labels || {}).map(([k, x]) => k + "=" + x).join(", "), v.replicas])));
       body.push(el("h3", {text: "Routes (in precedence order)"}));
-      body.push((n.routes || []).length ? table(["Route", "Match", "Split", "Timeout", "Retries", "Fault", "Mirror"],
-        n.routes.map(r => [r.name, r.match, (r.to || []).map(w => `${w.version} ${w.percent}%`).join(" · ") || "all versions",
-          r.timeout || "", r.retries === undefined ? "" : r.retries, r.fault || "", r.mirror || ""])) : el("p", {text: "No routes: every request goes to every version, balanced."}));
+      const policies = r => [r.timeout ? "timeout " + r.timeout : "", r.retries === undefined ? "" : "retries " + r.retries,
+        r.fault ? "fault: " + r.fault : "", r.mirror ? "mirror " + r.mirror : ""].filter(Boolean).join("; ");
+      body.push((n.routes || []).length ? table(["Route", "Match", "Split", "Policies"],
+        n.routes.map(r => [r.name, r.match, (r.to || []).map(w => `${w.version} ${w.percent}%`).join(" · ") || "all versions", policies(r)]))
+        : el("p", {text: "No routes: every request goes to every version, balanced."}));
       body.push(el("h3", {text: "Authorization"}));
       const a = n.authz || {};
       if (a.default) body.push(el("p", {text: "Default: " + a.default + "."}));
@@ -292,8 +297,8 @@ function showDetails(g) {
       const rs = rules("deny", a.deny).concat(rules("allow", a.allow));
       if (rs.length) body.push(table(["Rule", "From", "Methods", "Paths"], rs));
       body.push(el("h3", {text: "Proxies"}));
-      body.push((n.proxies || []).length ? table(["Node", "Class", "Connected", "In sync", "ACKed version"],
-        n.proxies.map(p => [p.nodeID, p.class, p.connected ? "yes" : "no", p.inSync ? "yes" : "no", p.ackedVersion || p.error || ""])) : el("p", {text: "No proxy connected."}));
+      body.push((n.proxies || []).length ? table(["Proxy", "State", "ACKed version"],
+        n.proxies.map(p => [p.nodeID, !p.connected ? "disconnected" : p.inSync ? "in sync" : "syncing", p.ackedVersion || p.error || ""])) : el("p", {text: "No proxy connected."}));
       body.push(el("h3", {text: "Recent NACKs"}));
       body.push((n.nacks || []).length ? table(["When", "Proxy", "Type", "Reason", "Defined at"],
         n.nacks.map(x => [new Date(x.at).toLocaleString(), x.nodeID, x.type, x.reason, x.where || x.resource || ""])) : el("p", {text: "None."}));
