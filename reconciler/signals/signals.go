@@ -4,7 +4,10 @@
 // Two readers give the same Edge values: Prometheus, through its HTTP API
 // with the PromQL of package compiler/monitoring, when one is configured;
 // Proxies, straight from the proxies' stats endpoints
-// (GET /stats/prometheus), when none is.
+// (GET /stats/prometheus), when none is. With Inbound, both also return
+// the destinations' records of mesh callers by SPIFFE id (Edge.Inbound),
+// which the service map needs to see undeclared callers; Proxies.Window
+// fixes the span its numbers cover whatever the pace of its callers.
 //
 // It imports compiler (label names) and compiler/monitoring (queries) of
 // weft, never the xDS server or the sidecar.
