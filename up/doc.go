@@ -7,7 +7,9 @@
 // (sidecar/agent) with a real Envoy, and the app. Its own parts are the
 // placement of instances (addresses, ports: placement.go), their
 // processes (instance.go), the state directory and the agents' runtime
-// directory (state.go) and `weft status` (status.go).
+// directory (state.go), `weft status` (status.go) and the wiring of the
+// service map (reconciler/servicemap) on the status endpoint
+// (servicemap.go).
 //
 // docs/local-mode.md is the user's documentation. Only cmd/ imports it;
 // it may import every other folder (tests/layering_test.go).

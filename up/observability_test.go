@@ -19,6 +19,7 @@ import (
 
 	"github.com/weft-dev/weft/compiler/monitoring"
 	"github.com/weft-dev/weft/internal/tooltest"
+	"github.com/weft-dev/weft/reconciler/servicemap"
 	"github.com/weft-dev/weft/reconciler/signals"
 	"github.com/weft-dev/weft/schema"
 	"github.com/weft-dev/weft/up/demoapp"
@@ -339,6 +340,36 @@ func TestPrometheusGoldenSignals(t *testing.T) {
 	promShares, err := (&signals.Prometheus{URL: "http://" + p.addr, Mesh: "t", Window: "40s", At: start.Add(loadTime + 5*time.Second)}).Edges(context.Background())
 	if err != nil {
 		t.Fatal(err)
+	}
+	// With Inbound, the destinations' records of mesh callers come too
+	// (what the service map needs to see undeclared callers), and the
+	// service map built from Prometheus' numbers shows orders -> payments
+	// failing (20% aborted, payments' budget 1%) and no unwanted traffic.
+	withInbound, err := (&signals.Prometheus{URL: "http://" + p.addr, Mesh: "t", Window: "40s", At: start.Add(loadTime + 5*time.Second), Inbound: true}).Edges(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbound := map[string]float64{}
+	for _, e := range withInbound {
+		if e.Inbound() {
+			inbound[e.SourcePrincipal+" -> "+e.Destination] += e.RequestsPerSecond
+		}
+	}
+	if len(inbound) != 2 || inbound["spiffe://t.example/ns/t/sa/frontend -> orders"] == 0 || inbound["spiffe://t.example/ns/t/sa/orders -> payments"] == 0 {
+		t.Errorf("inbound edges from Prometheus: %v, want frontend's at orders and orders' at payments", inbound)
+	}
+	sm := servicemap.Build(servicemap.Input{Model: model, Edges: withInbound, Signals: servicemap.SignalsInfo{Source: "prometheus", Window: "40s"}})
+	for _, e := range sm.Edges {
+		want := servicemap.HealthHealthy
+		if e.ID == "orders->payments" {
+			want = servicemap.HealthFailing
+		}
+		if e.Health != want {
+			t.Errorf("service map from Prometheus: %s is %s (%s), want %s", e.ID, e.Health, e.Reason, want)
+		}
+	}
+	if len(sm.Unwanted) != 0 {
+		t.Errorf("service map from Prometheus: unwanted %+v", sm.Unwanted)
 	}
 	fromProxies, err := direct.Edges(context.Background())
 	if err != nil {

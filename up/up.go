@@ -28,6 +28,7 @@ import (
 	"github.com/weft-dev/weft/reconciler/metrics"
 	"github.com/weft-dev/weft/reconciler/pipeline"
 	"github.com/weft-dev/weft/reconciler/pipeline/source"
+	"github.com/weft-dev/weft/reconciler/servicemap"
 	"github.com/weft-dev/weft/reconciler/xds"
 	"github.com/weft-dev/weft/schema"
 	"github.com/weft-dev/weft/schema/mesh"
@@ -97,6 +98,15 @@ type Options struct {
 	// (xds.Options.TestOnlyBeforePublish): tests use it to serve a value
 	// that Envoy rejects. Leave it nil.
 	TestOnlyBeforePublish func(rev string, res *compiler.Result) *compiler.Result
+	// Prometheus is the base URL of a Prometheus that scrapes the mesh
+	// (the configuration in the state directory): the service map reads
+	// its signals there. Empty: straight from the proxies' stats
+	// listeners.
+	Prometheus string
+	// MapWindow is the span of the service map's rates and percentages
+	// (0: 30s from the proxies, 1m from Prometheus); MapRefresh how often
+	// it reads them and the page reloads (0: 5s).
+	MapWindow, MapRefresh time.Duration
 	// Out receives the human-readable report (what runs where); Log the
 	// events.
 	Out io.Writer
@@ -131,6 +141,7 @@ type Mesh struct {
 	statusSrv  *http.Server
 	statusAddr string
 	metrics    *metrics.Metrics
+	svcmap     *servicemap.Map
 
 	mu        sync.Mutex
 	ips       *ipAllocator
@@ -354,6 +365,10 @@ func (m *Mesh) startControlPlane() error {
 	m.statusAddr = ln.Addr().String()
 	mux := http.NewServeMux()
 	mux.Handle("GET "+metrics.Path, m.metrics.Handler())
+	m.svcmap = m.newServiceMap()
+	mux.Handle(servicemap.Path, m.svcmap.Handler())
+	mux.Handle(servicemap.Path+"/", m.svcmap.Handler())
+	go m.svcmap.Run(m.ctx)
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m.Server().Handler().ServeHTTP(w, r)
 	}))
@@ -363,6 +378,7 @@ func (m *Mesh) startControlPlane() error {
 		return fmt.Errorf("prometheus configuration: %w", err)
 	}
 	fmt.Fprintf(o.Out, "weft up: Prometheus scrape configuration: %s\n", m.PrometheusConfigPath())
+	fmt.Fprintf(o.Out, "weft up: service map at %s\n", m.ServiceMapURL())
 	return os.WriteFile(filepath.Join(o.StateDir, StatusAddrFile), []byte(m.statusAddr+"\n"), 0o644)
 }
 

@@ -38,9 +38,12 @@ that fails (git, an export, an unreadable directory) is retried with backoff
 and the error printed once.
 
 It starts the mesh CA, the xDS server on 127.0.0.1 (mTLS) and the status
-endpoint, and for every replica of every service version: a loopback address
-127.0.X.Y, a token file (0600), an agent + a real Envoy, and the app (the
-service's local.command, else "weft demo-app"). Apps reach their dependencies
+endpoint — GET /status, GET /metrics and the live service map at /map/
+(its URL is printed; --prometheus URL makes it read its signals from a
+Prometheus, else it reads the proxies' stats listeners) — and for every
+replica of every service version: a loopback address 127.0.X.Y, a token
+file (0600), an agent + a real Envoy, and the app (the service's
+local.command, else "weft demo-app"). Apps reach their dependencies
 with HTTP_PROXY and plain http://<service>:<port>/ URLs. Ctrl-C stops
 everything.
 
@@ -92,6 +95,8 @@ not ignore is refused, and so is a CA root key readable by group or others
 	f.DurationVar(&o.CertTTL, "cert-ttl", 0, "workload certificate lifetime (default: the CA's, 24h)")
 	f.BoolVar(&o.DeltaXDS, "delta", false, "Envoys use incremental xDS")
 	f.IntVar(&o.Concurrency, "concurrency", agent.DefaultConcurrency, "worker threads of every Envoy (Envoy's --concurrency)")
+	f.StringVar(&o.Prometheus, "prometheus", "", "Prometheus base URL the service map reads its signals from (default: straight from the proxies' stats listeners)")
+	f.DurationVar(&o.MapWindow, "map-window", 0, "span of the service map's rates and error percentages (default 30s from the proxies, 1m from Prometheus)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log control-plane and agent events")
 	f.StringArrayVar(&gate.PolicyDirs, "policy", nil, "extra policy folder for the gate, as weft vet --policy (repeatable)")
 	f.BoolVar(&gate.NoPolicies, "no-policies", false, "serve revisions without the policy gate of weft vet")

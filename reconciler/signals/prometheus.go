@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/weft-dev/weft/compiler"
 	"github.com/weft-dev/weft/compiler/monitoring"
 )
 
@@ -26,47 +27,26 @@ type Prometheus struct {
 	At time.Time
 	// Client is the HTTP client (default http.DefaultClient).
 	Client *http.Client
+	// Inbound adds the inbound edges (Edge.SourcePrincipal).
+	Inbound bool
 }
 
 // Edges runs three queries — rate, error ratio and p99 by edge — and
-// joins them.
+// joins them (three more for the inbound edges when Inbound is set).
 func (p *Prometheus) Edges(ctx context.Context) ([]Edge, error) {
 	w := p.Window
 	if w == "" {
 		w = "1m"
 	}
-	fl := monitoring.MeshEdges(p.Mesh)
 	byKey := map[string]*Edge{}
-	get := func(labels map[string]string) *Edge {
-		e := edgeOf(labels)
-		if byKey[e.Key()] == nil {
-			byKey[e.Key()] = &e
-		}
-		return byKey[e.Key()]
-	}
-	rates, err := p.query(ctx, fl.Rate(w, edgeLabels...))
-	if err != nil {
+	if err := p.collect(ctx, byKey, monitoring.MeshEdges(p.Mesh), w, edgeLabels); err != nil {
 		return nil, err
 	}
-	for _, s := range rates {
-		get(s.labels).RequestsPerSecond = s.value
-	}
-	ratios, err := p.query(ctx, fl.ErrorRatio(w, edgeLabels...))
-	if err != nil {
-		return nil, err
-	}
-	for _, s := range ratios {
-		if !math.IsNaN(s.value) {
-			get(s.labels).ErrorPercent = 100 * s.value
-		}
-	}
-	p99s, err := p.query(ctx, fl.Quantile(0.99, w, edgeLabels...))
-	if err != nil {
-		return nil, err
-	}
-	for _, s := range p99s {
-		if !math.IsNaN(s.value) && !math.IsInf(s.value, 0) {
-			get(s.labels).P99 = time.Duration(s.value * float64(time.Millisecond))
+	if p.Inbound {
+		fl := monitoring.Flow{monitoring.Selector{fmt.Sprintf("%s=%q", compiler.LabelMesh, p.Mesh)}.
+			Eq(compiler.LabelReporter, compiler.ReporterDestination).Eq(compiler.LabelSourceService, "")}
+		if err := p.collect(ctx, byKey, fl, w, inboundLabels); err != nil {
+			return nil, err
 		}
 	}
 	out := make([]Edge, 0, len(byKey))
@@ -75,6 +55,43 @@ func (p *Prometheus) Edges(ctx context.Context) ([]Edge, error) {
 	}
 	sortEdges(out)
 	return out, nil
+}
+
+// collect adds the rate, error percentage and p99 of a flow by labels.
+func (p *Prometheus) collect(ctx context.Context, byKey map[string]*Edge, fl monitoring.Flow, w string, labels []string) error {
+	get := func(labels map[string]string) *Edge {
+		e := edgeOf(labels)
+		if byKey[e.Key()] == nil {
+			byKey[e.Key()] = &e
+		}
+		return byKey[e.Key()]
+	}
+	rates, err := p.query(ctx, fl.Rate(w, labels...))
+	if err != nil {
+		return err
+	}
+	for _, s := range rates {
+		get(s.labels).RequestsPerSecond = s.value
+	}
+	ratios, err := p.query(ctx, fl.ErrorRatio(w, labels...))
+	if err != nil {
+		return err
+	}
+	for _, s := range ratios {
+		if !math.IsNaN(s.value) {
+			get(s.labels).ErrorPercent = 100 * s.value
+		}
+	}
+	p99s, err := p.query(ctx, fl.Quantile(0.99, w, labels...))
+	if err != nil {
+		return err
+	}
+	for _, s := range p99s {
+		if !math.IsNaN(s.value) && !math.IsInf(s.value, 0) {
+			get(s.labels).P99 = time.Duration(s.value * float64(time.Millisecond))
+		}
+	}
+	return nil
 }
 
 type promSample struct {

@@ -19,8 +19,11 @@ import (
 
 // Proxies reads edges straight from the proxies' stats endpoints, without
 // a Prometheus: every call scrapes every target and returns, per edge,
-// what changed since the previous call (the first call only records a
-// baseline and returns no edges). It is safe for concurrent use.
+// what changed since an earlier call — the previous one, or with Window
+// the newest call at least Window old (the oldest one kept, until calls
+// span Window) — so that rates cover about Window whatever the callers'
+// pace. The first call only records a baseline and returns no edges. It
+// is safe for concurrent use.
 type Proxies struct {
 	// Targets returns the stats endpoints ("IP:port") to scrape.
 	Targets func() []string
@@ -28,10 +31,20 @@ type Proxies struct {
 	Client *http.Client
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Window, when set, is the span the signals are computed over
+	// (0: since the previous call).
+	Window time.Duration
+	// Inbound adds the inbound edges (Edge.SourcePrincipal).
+	Inbound bool
 
 	mu   sync.Mutex
-	prev map[string]counts
-	at   time.Time
+	hist []scrapeSample // oldest first
+}
+
+// scrapeSample is the cumulative counts of every edge at one call.
+type scrapeSample struct {
+	at     time.Time
+	counts map[string]counts
 }
 
 // counts are the cumulative counters of one edge.
@@ -40,7 +53,8 @@ type counts struct {
 	buckets          map[float64]float64 // upper bound (ms) -> cumulative count
 }
 
-// Edges scrapes and returns the edges' signals since the previous call.
+// Edges scrapes and returns the edges' signals since the baseline (see
+// Proxies).
 func (p *Proxies) Edges(ctx context.Context) ([]Edge, error) {
 	now := time.Now
 	if p.Now != nil {
@@ -53,21 +67,21 @@ func (p *Proxies) Edges(ctx context.Context) ([]Edge, error) {
 		if err != nil {
 			return nil, err
 		}
-		add(cur, edges, fams)
+		add(cur, edges, fams, p.Inbound)
 	}
 	at := now()
-	p.mu.Lock()
-	prev, prevAt := p.prev, p.at
-	p.prev, p.at = cur, at
-	p.mu.Unlock()
-	if prev == nil {
+	base, ok := p.record(scrapeSample{at: at, counts: cur})
+	if !ok {
 		return nil, nil
 	}
-	secs := at.Sub(prevAt).Seconds()
+	secs := at.Sub(base.at).Seconds()
+	if secs <= 0 {
+		return nil, nil
+	}
 	out := make([]Edge, 0, len(cur))
 	for key, c := range cur {
 		e := edges[key]
-		old := prev[key] // zero for a new edge (its counters start at 0)
+		old := base.counts[key] // zero for a new edge (its counters start at 0)
 		req := c.requests - old.requests
 		if req < 0 { // a proxy restarted: its counters started over
 			req, old = c.requests, counts{}
@@ -82,6 +96,42 @@ func (p *Proxies) Edges(ctx context.Context) ([]Edge, error) {
 	}
 	sortEdges(out)
 	return out, nil
+}
+
+// record appends a sample and returns the baseline to compare it with
+// (false for the first sample), dropping the samples no later call needs.
+func (p *Proxies) record(s scrapeSample) (scrapeSample, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.hist) == 0 {
+		p.hist = []scrapeSample{s}
+		return scrapeSample{}, false
+	}
+	base := p.hist[len(p.hist)-1]
+	if p.Window > 0 {
+		base = p.hist[0]
+		for _, h := range p.hist {
+			if s.at.Sub(h.at) >= p.Window {
+				base = h
+			}
+		}
+	}
+	p.hist = append(p.hist, s)
+	// Keep the newest sample at least Window older than s (the next
+	// call's baseline or older) and everything after it.
+	keep := len(p.hist) - 1
+	if p.Window > 0 {
+		for i, h := range p.hist {
+			if s.at.Sub(h.at) >= p.Window {
+				keep = i
+			}
+		}
+		if s.at.Sub(p.hist[0].at) < p.Window {
+			keep = 0
+		}
+	}
+	p.hist = append([]scrapeSample(nil), p.hist[keep:]...)
+	return base, true
 }
 
 func (p *Proxies) scrape(ctx context.Context, target string) (map[string]*dto.MetricFamily, error) {
@@ -110,7 +160,7 @@ func (p *Proxies) scrape(ctx context.Context, target string) (map[string]*dto.Me
 }
 
 // add sums the per-request stats of one proxy into the edges' counts.
-func add(cur map[string]counts, edges map[string]Edge, fams map[string]*dto.MetricFamily) {
+func add(cur map[string]counts, edges map[string]Edge, fams map[string]*dto.MetricFamily, inbound bool) {
 	errCodes := map[string]bool{}
 	for _, c := range monitoring.GRPCServerErrors {
 		errCodes[c] = true
@@ -127,7 +177,7 @@ func add(cur map[string]counts, edges map[string]Edge, fams map[string]*dto.Metr
 	if f := fams[monitoring.RequestsMetric]; f != nil {
 		for _, m := range f.GetMetric() {
 			l := labelMap(m)
-			if !onEdge(l) {
+			if !onEdge(l, inbound) {
 				continue
 			}
 			key, c := get(l)
@@ -145,7 +195,7 @@ func add(cur map[string]counts, edges map[string]Edge, fams map[string]*dto.Metr
 	if f := fams[monitoring.DurationMetric]; f != nil {
 		for _, m := range f.GetMetric() {
 			l := labelMap(m)
-			if !onEdge(l) {
+			if !onEdge(l, inbound) {
 				continue
 			}
 			key, c := get(l)
