@@ -27,8 +27,9 @@
 //   - Source and Revision: what yields revisions (a name, a directory, a
 //     cleanup; Next(ctx) blocks; its errors are retryable and never end a
 //     follower). The implementations are in package source below: the
-//     directory watcher and the local git branch follower; a Flux
-//     artifact source fits the same interface.
+//     directory watcher and the local git branch follower; package
+//     source/flux, a Flux source-controller artifact (its policy folders
+//     travel with the revision: Revision.PolicyDirs).
 //   - Follower: `weft up`'s loop of a Pipeline over a Source: retries
 //     with Backoff (exponential, capped, jittered), reports each distinct
 //     failure once, stops only when its context ends.

@@ -21,6 +21,10 @@ import (
 type Revision struct {
 	Name string
 	Dir  string
+	// PolicyDirs are policy folders that come with the revision (a
+	// Mesh's spec.policies inside its Flux artifact), evaluated with
+	// Gate.PolicyDirs.
+	PolicyDirs []string
 	// Cleanup removes what the source made for the revision (an exported
 	// copy); nil when there is nothing to remove.
 	Cleanup func()
@@ -111,6 +115,11 @@ type run struct {
 	result *compiler.Result
 }
 
+// vetOptions are the gate's options for the revision and environment env.
+func (r *run) vetOptions(env string) VetOptions {
+	return VetOptions{Env: env, Revision: r.rev.Name, PolicyDirs: r.rev.PolicyDirs}
+}
+
 // step is one step of a reconcile: it fails with a *StallingError or a
 // *RetryableError (or the end of ctx).
 type step struct {
@@ -187,7 +196,7 @@ func retry(err error) error { return &RetryableError{Err: err} }
 // load loads the environment served (and the others, for the policies'
 // input.splits), within the limits.
 func (p *Pipeline) load(ctx context.Context, r *run) error {
-	l, err := p.Gate.load(ctx, r.rev.Dir, VetOptions{Env: p.Env, Revision: r.rev.Name})
+	l, err := p.Gate.load(ctx, r.rev.Dir, r.vetOptions(p.Env))
 	if err != nil {
 		return err // the time limit, or ctx: retryable
 	}
@@ -214,7 +223,7 @@ func (p *Pipeline) vet(ctx context.Context, r *run) error {
 			return stall(err)
 		}
 	}
-	rep, err := p.Gate.check(ctx, r.loaded, VetOptions{Env: r.env, Revision: r.rev.Name})
+	rep, err := p.Gate.check(ctx, r.loaded, r.vetOptions(r.env))
 	if err != nil {
 		return err
 	}
