@@ -98,8 +98,11 @@ type Pipeline struct {
 	// Publisher serves what passed.
 	Publisher Publisher
 
-	mu   sync.Mutex
-	last *Applied
+	mu sync.Mutex // serializes Reconcile and Republish
+	// pubMu guards last and published, so that they can be read while a
+	// revision runs (an Endpoints func may read them).
+	pubMu sync.Mutex
+	last  *Applied
 	// published are the last maxPublished revisions published, oldest
 	// first: a revision the proxies rejected is rolled back by the
 	// server to an earlier one, which Republish may have to serve again.
@@ -154,12 +157,15 @@ func (p *Pipeline) Reconcile(ctx context.Context, rev Revision) (*Applied, error
 			return nil, p.fail(ctx, rev.Name, s.name, err)
 		}
 	}
-	p.last = &Applied{Revision: rev.Name, Model: r.model, Result: r.result, At: time.Now()}
-	p.published = append(p.published, p.last)
+	a := &Applied{Revision: rev.Name, Model: r.model, Result: r.result, At: time.Now()}
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	p.last = a
+	p.published = append(p.published, a)
 	if len(p.published) > maxPublished {
 		p.published = append(p.published[:0:0], p.published[len(p.published)-maxPublished:]...)
 	}
-	return p.last, nil
+	return a, nil
 }
 
 // fail records err (a step's failure) and returns it typed.
@@ -282,9 +288,24 @@ func (p *Pipeline) publish(ctx context.Context, r *run) error {
 
 // LastApplied is the last revision published (nil before the first).
 func (p *Pipeline) LastApplied() *Applied {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
 	return p.last
+}
+
+// Published is the revision rev among the last ones published (nil when
+// it is not kept): the xDS server may have rolled the proxies back from
+// LastApplied to an earlier one, whose model the controller needs (its
+// NetworkPolicies).
+func (p *Pipeline) Published(rev string) *Applied {
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	for i := len(p.published) - 1; i >= 0; i-- {
+		if a := p.published[i]; a.Revision == rev {
+			return a
+		}
+	}
+	return nil
 }
 
 // maxPublished bounds the revisions Republish can serve again.
@@ -303,10 +324,8 @@ func (p *Pipeline) Republish(rev string) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for i := len(p.published) - 1; i >= 0; i-- {
-		if a := p.published[i]; a.Revision == rev {
-			return p.Publisher.Publish(a.Revision, a.Result)
-		}
+	if a := p.Published(rev); a != nil {
+		return p.Publisher.Publish(a.Revision, a.Result)
 	}
 	return fmt.Errorf("republish: revision %s is not among the last %d published", rev, maxPublished)
 }

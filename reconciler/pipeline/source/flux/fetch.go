@@ -242,3 +242,44 @@ var artifactPath = regexp.MustCompile(`(?:[^\s:"']*/)?` + tempPrefix + `[0-9]+/`
 // repository: "/tmp/weft-artifact-123/environments/mesh.cue:3:1" becomes
 // "environments/mesh.cue:3:1".
 func RelPaths(s string) string { return artifactPath.ReplaceAllString(s, "") }
+
+// Positions returns how to name, relative to the artifact's root (the
+// repository), a file that a check of revision rev reported: a schema
+// error's absolute path into the unpacked artifact, or a policy
+// finding's path relative to the CUE module (the folder holding cue.mod,
+// at or above rev.Dir). Call it before rev.Done.
+func Positions(rev pipeline.Revision) func(file string) string {
+	module := ""
+	root := artifactRoot(rev.Dir)
+	for d := rev.Dir; root != "" && strings.HasPrefix(d, root); d = filepath.Dir(d) {
+		if st, err := os.Stat(filepath.Join(d, "cue.mod")); err == nil && st.IsDir() {
+			if rel, err := filepath.Rel(root, d); err == nil && rel != "." {
+				module = filepath.ToSlash(rel)
+			}
+			break
+		}
+		if d == root {
+			break
+		}
+	}
+	return func(file string) string {
+		switch {
+		case file == "":
+			return ""
+		case filepath.IsAbs(file):
+			return RelPaths(file)
+		case module != "":
+			return path.Join(module, filepath.ToSlash(file))
+		}
+		return filepath.ToSlash(file)
+	}
+}
+
+// artifactRoot is the unpacked directory that dir is in ("" if none).
+func artifactRoot(dir string) string {
+	loc := artifactPath.FindStringIndex(dir + "/")
+	if loc == nil {
+		return ""
+	}
+	return filepath.Clean((dir + "/")[:loc[1]])
+}
