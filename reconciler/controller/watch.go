@@ -99,13 +99,16 @@ func (r *MeshReconciler) otherMeshes(ctx context.Context, o client.Object) []rec
 // changes (a proxy connects, ACKs, NACKs; a rollout ends), at most once
 // per Options.StatusInterval.
 func (c *Controller) refreshOnChange(ctx context.Context) error {
+	ch := c.XDS.Changed()
 	for {
-		ch := c.XDS.Changed()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ch:
 		}
+		// The next change, from now on, wakes the next round, even one
+		// that happens while this round waits out the interval.
+		ch = c.XDS.Changed()
 		if key, ok := c.Reconciler.servedKey(); ok {
 			select {
 			case c.changes <- event.GenericEvent{Object: &meshv1.Mesh{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
