@@ -106,7 +106,9 @@ func TestGitOpsFlow(t *testing.T) {
 	t.Run("CUEErrorStalls", func(t *testing.T) {
 		bad := p.commit(fixture{route: "bad", ratings: true, broken: true}.files(), "a CUE error")
 		p.fetch()
-		m := p.waitMesh("shop", "Stalled on the CUE error", stalled(bad, meshv1.LoadFailedReason))
+		m := p.waitMesh("shop", "Stalled on the CUE error", func(m *meshv1.Mesh) bool {
+			return stalled(bad, meshv1.LoadFailedReason)(m) && m.Status.Failure != nil && m.Status.Failure.Revision == bad
+		})
 		msg := conditions.GetMessage(m, meta.ReadyCondition)
 		want := fmt.Sprintf("load failed for revision %s: mesh/mesh.cue:%d:", bad, brokenLine)
 		if !strings.HasPrefix(msg, want) || !strings.Contains(msg, "mesh.services.frontend.ports.http.port") {
@@ -128,7 +130,9 @@ func TestGitOpsFlow(t *testing.T) {
 	t.Run("PolicyDenyStalls", func(t *testing.T) {
 		denied := p.commit(fixture{route: "retry", ratings: true, retries: 9}.files(), "9 retries")
 		p.fetch()
-		m := p.waitMesh("shop", "Stalled on the policy deny", stalled(denied, meshv1.PolicyDeniedReason))
+		m := p.waitMesh("shop", "Stalled on the policy deny", func(m *meshv1.Mesh) bool {
+			return stalled(denied, meshv1.PolicyDeniedReason)(m) && m.Status.Failure != nil && m.Status.Failure.Revision == denied
+		})
 		msg := conditions.GetMessage(m, meta.ReadyCondition)
 		if !regexp.MustCompile(`^vet failed for revision \S+: mesh/mesh\.cue:2[0-9]:\d+: .*retry_budget: route "all" of service reviews retries 9 times, more than 5`).MatchString(msg) {
 			t.Errorf("Ready message %q: want the retry_budget deny at mesh/mesh.cue:line", msg)

@@ -47,6 +47,14 @@ func (r *MeshReconciler) summarize(ctx context.Context, obj *meshv1.Mesh, sm *se
 		out.revision = sm.runRev
 		return out
 	case sm.runErr != nil:
+		var rej *xds.RejectedError
+		if errors.As(sm.runErr, &rej) && rej.NACK != nil {
+			// Published again (a requested reconcile): the proxies
+			// rejected this version before; say where, as the rollout did.
+			a := &status.Attempt{Revision: sm.runRev, Step: status.StepRollout, NACK: rej.NACK, RolledBackTo: st.LastAppliedRevision}
+			obj.Status.Failure = rolloutFailure(a, sm.positions)
+			return stalled(obj, meshv1.ProxyRejectedReason, rolloutMessage(a, sm.positions), sm.runRev)
+		}
 		return stalled(obj, reasonOf(sm.runErr), failureMessage(sm.failure, sm.runErr), sm.runRev)
 	}
 	if a := st.LastAttempt; a != nil && a.Revision == sm.runRev && a.Step == status.StepRollout {
