@@ -21,6 +21,7 @@ import (
 
 	"github.com/weft-dev/weft/compiler"
 	meshv1 "github.com/weft-dev/weft/reconciler/api/mesh/v1alpha1"
+	"github.com/weft-dev/weft/reconciler/api/status"
 	"github.com/weft-dev/weft/reconciler/pipeline"
 	"github.com/weft-dev/weft/reconciler/pipeline/source/flux"
 	"github.com/weft-dev/weft/reconciler/xds"
@@ -182,6 +183,9 @@ func (r *MeshReconciler) run(ctx context.Context, obj *meshv1.Mesh, sm *servedMe
 	sm.runKey, sm.runRev, sm.failure = key, art.Revision, nil
 	rev, err := r.Fetcher.Fetch(ctx, art, flux.Ref{Path: obj.Spec.Path, Policies: obj.Spec.Policies})
 	if err != nil {
+		if !pipeline.IsStalling(err) && !pipeline.IsRetryable(err) {
+			err = pipeline.Retryable(art.Revision, status.StepFetch, err)
+		}
 		sm.runErr = err
 		sm.pipeline.RecordFailure(art.Revision, pipeline.StepOf(err), errors.Unwrap(err))
 		sm.failure = failureOf(err, art.Revision, flux.RelPaths)
@@ -192,6 +196,11 @@ func (r *MeshReconciler) run(ctx context.Context, obj *meshv1.Mesh, sm *servedMe
 	pos := flux.Positions(rev)
 	sm.pipeline.Env = obj.Spec.Environment
 	_, err = sm.pipeline.Reconcile(ctx, rev)
+	if err != nil && !pipeline.IsStalling(err) && !pipeline.IsRetryable(err) {
+		// The reconcile's context ended (the controller stops, or
+		// spec.timeout ran out before a step could say so): try again.
+		err = pipeline.Retryable(rev.Name, status.StepLoad, err)
+	}
 	sm.runErr = err
 	if err != nil {
 		sm.failure = failureOf(err, rev.Name, pos)
