@@ -53,11 +53,21 @@ func stalled(rev, reason string) func(*meshv1.Mesh) bool {
 func TestGitOpsFlow(t *testing.T) {
 	p := startPlane(t, controller.Options{})
 	rev1 := p.commit(fixture{route: "one", ratings: true}.files(), "first")
-	p.gitRepository(rev1)
+	// The Mesh first: its source does not exist yet, which is retried
+	// (spec.retryInterval) until the GitRepository's artifact arrives,
+	// through the watch of the source.
 	if err := p.c.Create(p.ctx, newMesh("shop")); err != nil {
 		t.Fatal(err)
 	}
-	m := p.waitMesh("shop", "Ready with the first revision", ready(rev1))
+	m := p.waitMesh("shop", "waiting for its source", func(m *meshv1.Mesh) bool {
+		return conditions.IsFalse(m, meta.ReadyCondition) && conditions.GetReason(m, meta.ReadyCondition) == meta.ArtifactFailedReason &&
+			conditions.IsReconciling(m) && !conditions.IsStalled(m)
+	})
+	if msg := conditions.GetMessage(m, meta.ReadyCondition); msg != "Source 'GitRepository/weft-system/shop' not found" {
+		t.Errorf("Ready message %q", msg)
+	}
+	p.gitRepository(rev1)
+	m = p.waitMesh("shop", "Ready with the first revision", ready(rev1))
 	if !strings.HasPrefix(m.Status.SnapshotVersion, rev1+"/") || conditions.GetMessage(m, meta.ReadyCondition) != "Applied revision: "+rev1 {
 		t.Errorf("snapshot %q, Ready message %q", m.Status.SnapshotVersion, conditions.GetMessage(m, meta.ReadyCondition))
 	}

@@ -56,9 +56,10 @@
 //     PolicyDenied, CompileFailed, ArtifactFailed, ...; the message and
 //     status.failure carry file:line (paths relative to the repository).
 //     Not requeued: a new artifact or a spec change brings it back.
-//   - a *pipeline.RetryableError (download failed, time limit): Ready=False,
-//     Reconciling=True, reason ProgressingWithRetry's step reason,
-//     requeued after spec.retryInterval.
+//   - a *pipeline.RetryableError (download failed, time limit), a source
+//     missing or without an artifact: Ready=False with the step's reason,
+//     Reconciling=True with reason ProgressingWithRetry, requeued after
+//     spec.retryInterval.
 //   - a proxy NACKed the revision while it rolled out: the xDS server
 //     rolled every proxy back to the last applied revision; Ready=False,
 //     Stalled=True, reason ProxyRejected, with the proxy, Envoy's reason
