@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"context"
 	"net/http"
 	"strings"
 
@@ -120,8 +119,6 @@ func (s *countingStream) SendMsg(msg any) error {
 	return nil
 }
 
-// Context returns the stream's context (grpc.ServerStream).
-func (s *countingStream) Context() context.Context { return s.ServerStream.Context() }
 
 // statusCollector turns the xDS server's status into gauges at scrape
 // time.

@@ -1,8 +1,9 @@
 // Package pipeline is weft's one reconcile pipeline: a revision of a mesh
 // repository goes load -> vet -> compile -> accept -> publish, and a
 // revision that fails anywhere changes nothing served — the last good one
-// keeps serving. `weft vet`, `weft build`, `weft up` and (later) the
-// Kubernetes controller all run it; cmd/ and up/ only compose it.
+// keeps serving. `weft vet`, `weft build`, `weft up` and the Kubernetes
+// controller (reconciler/controller) all run it; cmd/ and up/ only
+// compose it.
 //
 // # What it owns
 //
