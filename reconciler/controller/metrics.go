@@ -119,7 +119,6 @@ func (s *countingStream) SendMsg(msg any) error {
 	return nil
 }
 
-
 // statusCollector turns the xDS server's status into gauges at scrape
 // time.
 type statusCollector struct{ status func() status.Status }
