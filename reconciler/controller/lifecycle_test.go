@@ -18,6 +18,7 @@ import (
 	"github.com/fluxcd/pkg/runtime/conditions"
 	"google.golang.org/protobuf/proto"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/weft-dev/weft/compiler"
@@ -149,6 +150,29 @@ func TestMeshLifecycle(t *testing.T) {
 			t.Errorf("requestedAt %q, lastHandledReconcileAt %q: want the request handled", v, m.Status.LastHandledReconcileAt)
 		}
 		p.waitXDS("the Envoy ACKs the fix", acked(rev2, frontend.id))
+	})
+
+	t.Run("Timeout", func(t *testing.T) {
+		m := p.mesh("shop")
+		base := m.DeepCopy()
+		m.Spec.Timeout = &metav1.Duration{Duration: time.Millisecond}
+		if err := p.c.Patch(p.ctx, m, client.MergeFrom(base)); err != nil {
+			t.Fatal(err)
+		}
+		m = p.waitMesh("shop", "over spec.timeout: retried", func(m *meshv1.Mesh) bool {
+			return m.Status.ObservedGeneration == m.Generation && conditions.IsFalse(m, meta.ReadyCondition) &&
+				conditions.GetReason(m, meta.ReadyCondition) == meta.ReconciliationFailedReason && conditions.IsReconciling(m)
+		})
+		if msg := conditions.GetMessage(m, meta.ReadyCondition); !strings.Contains(msg, "did not finish within the revision time limit of 1ms (the Mesh's spec.timeout)") ||
+			m.Status.LastAppliedRevision != rev2 || conditions.IsStalled(m) {
+			t.Errorf("Ready message %q, applied %q, stalled %v: want the time limit named, %s still applied, retried", msg, m.Status.LastAppliedRevision, conditions.IsStalled(m), rev2)
+		}
+		base = m.DeepCopy()
+		m.Spec.Timeout = nil
+		if err := p.c.Patch(p.ctx, m, client.MergeFrom(base)); err != nil {
+			t.Fatal(err)
+		}
+		p.waitMesh("shop", "Ready again with the default time limit", ready(rev2))
 	})
 
 	t.Run("GetAndStatus", func(t *testing.T) {

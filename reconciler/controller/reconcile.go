@@ -178,13 +178,13 @@ func (r *MeshReconciler) run(ctx context.Context, obj *meshv1.Mesh, sm *servedMe
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	limits := r.Limits
-	limits.Timeout = timeout
+	limits.Timeout, limits.TimeoutSetting = timeout, "the Mesh's spec.timeout"
 	r.Gate.SetLimits(limits)
 	sm.runKey, sm.runRev, sm.failure = key, art.Revision, nil
 	rev, err := r.Fetcher.Fetch(ctx, art, flux.Ref{Path: obj.Spec.Path, Policies: obj.Spec.Policies})
 	if err != nil {
 		if !pipeline.IsStalling(err) && !pipeline.IsRetryable(err) {
-			err = pipeline.Retryable(art.Revision, status.StepFetch, err)
+			err = pipeline.Retryable(art.Revision, status.StepFetch, overrun(ctx, err, limits))
 		}
 		sm.runErr = err
 		sm.pipeline.RecordFailure(art.Revision, pipeline.StepOf(err), errors.Unwrap(err))
@@ -199,7 +199,7 @@ func (r *MeshReconciler) run(ctx context.Context, obj *meshv1.Mesh, sm *servedMe
 	if err != nil && !pipeline.IsStalling(err) && !pipeline.IsRetryable(err) {
 		// The reconcile's context ended (the controller stops, or
 		// spec.timeout ran out before a step could say so): try again.
-		err = pipeline.Retryable(rev.Name, status.StepLoad, err)
+		err = pipeline.Retryable(rev.Name, status.StepLoad, overrun(ctx, err, limits))
 	}
 	sm.runErr = err
 	if err != nil {
@@ -209,6 +209,15 @@ func (r *MeshReconciler) run(ctx context.Context, obj *meshv1.Mesh, sm *servedMe
 	}
 	sm.positions = pos
 	r.metrics.applied.Inc()
+}
+
+// overrun names the end of the revision's time limit (ctx's deadline)
+// as such; any other error is returned as it is.
+func overrun(ctx context.Context, err error, l pipeline.Limits) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &pipeline.TimeoutError{Limit: l.Timeout, Setting: l.TimeoutSetting}
+	}
+	return err
 }
 
 // stepOr is the step of a pipeline error, else fetch.

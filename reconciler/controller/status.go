@@ -99,14 +99,14 @@ func reasonOf(err error) string {
 	if errors.As(err, &rej) {
 		return meshv1.ProxyRejectedReason
 	}
+	var te *pipeline.TimeoutError
+	if errors.As(err, &te) {
+		return meta.ReconciliationFailedReason
+	}
 	switch pipeline.StepOf(err) {
 	case status.StepFetch, status.StepExport:
 		return meta.ArtifactFailedReason
 	case status.StepLoad:
-		var te *pipeline.TimeoutError
-		if errors.As(err, &te) {
-			return meta.ReconciliationFailedReason
-		}
 		return meshv1.LoadFailedReason
 	case status.StepVet:
 		return meshv1.PolicyDeniedReason

@@ -57,6 +57,7 @@ func TestReasonOf(t *testing.T) {
 		want string
 	}{
 		{&pipeline.StallingError{Step: "fetch", Err: errors.New("no path")}, meta.ArtifactFailedReason},
+		{&pipeline.RetryableError{Step: "fetch", Err: &pipeline.TimeoutError{Limit: time.Second}}, meta.ReconciliationFailedReason},
 		{&pipeline.RetryableError{Step: "fetch", Err: errors.New("503")}, meta.ArtifactFailedReason},
 		{&pipeline.StallingError{Step: "load", Err: errors.New("cue")}, meshv1.LoadFailedReason},
 		{&pipeline.RetryableError{Step: "load", Err: &pipeline.TimeoutError{Limit: time.Second}}, meta.ReconciliationFailedReason},

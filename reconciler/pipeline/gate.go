@@ -159,7 +159,8 @@ func (g *Gate) load(ctx context.Context, dir string, opts VetOptions) (*policies
 // timeout turns the end of ctx's deadline into a *TimeoutError.
 func (g *Gate) timeout(ctx context.Context, err error, how overrun) error {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return &TimeoutError{Limit: g.limits().Timeout, Abandoned: how == abandoned, Waited: how == waited}
+		l := g.limits()
+		return &TimeoutError{Limit: l.Timeout, Setting: l.TimeoutSetting, Abandoned: how == abandoned, Waited: how == waited}
 	}
 	return err
 }

@@ -176,7 +176,8 @@ func (p *Pipeline) fail(ctx context.Context, rev, step string, err error) error 
 	if errors.Is(err, context.DeadlineExceeded) {
 		var te *TimeoutError
 		if !errors.As(err, &te) {
-			err = &TimeoutError{Limit: p.Gate.limits().Timeout}
+			l := p.Gate.limits()
+			err = &TimeoutError{Limit: l.Timeout, Setting: l.TimeoutSetting}
 		}
 		err = &RetryableError{Revision: rev, Step: step, Err: err}
 	}
