@@ -153,6 +153,15 @@ func TestGitOpsFlow(t *testing.T) {
 		if !acked(rev2, frontend.id, reviews.id)(p.ctrl.XDS.Status()) {
 			t.Errorf("the Envoys should still hold %s", rev2)
 		}
+		// The organisation's rule of spec.policies denies too.
+		org := p.commit(fixture{route: "forbidden", ratings: true}.files(), "a forbidden route")
+		p.fetch()
+		m = p.waitMesh("shop", "Stalled on the organisation's rule", func(m *meshv1.Mesh) bool {
+			return stalled(org, meshv1.PolicyDeniedReason)(m) && m.Status.Failure != nil && m.Status.Failure.Revision == org
+		})
+		if msg := conditions.GetMessage(m, meta.ReadyCondition); !regexp.MustCompile(`mesh/mesh\.cue:\d+:\d+: .*no_forbidden_route: the reviews route may not set x-mesh-route to "forbidden"`).MatchString(msg) {
+			t.Errorf("Ready message %q: want the rule of spec.policies at mesh/mesh.cue:line", msg)
+		}
 	})
 
 	var rev3 string
@@ -209,7 +218,7 @@ func TestGitOpsFlow(t *testing.T) {
 			regexp.MustCompile(`(?m)^weft_served_revision_info\{revision="` + regexp.QuoteMeta(rev3) + `"\} 1`),
 			regexp.MustCompile(`(?m)^weft_xds_proxies\{state="in_sync"\} 2`),
 			regexp.MustCompile(`(?m)^weft_revisions_failed_total\{step="load"\} 1`),
-			regexp.MustCompile(`(?m)^weft_revisions_failed_total\{step="vet"\} 1`),
+			regexp.MustCompile(`(?m)^weft_revisions_failed_total\{step="vet"\} 2`),
 			regexp.MustCompile(`(?m)^weft_mesh_reconciles_total\{result="applied"\} [1-9]`),
 			regexp.MustCompile(`(?m)^weft_xds_pushes_total\{type="type.googleapis.com/envoy.config.listener.v3.Listener"\} [1-9]`),
 			regexp.MustCompile(`(?m)^controller_runtime_reconcile_total\{controller="mesh",result="success"\} [1-9]`),

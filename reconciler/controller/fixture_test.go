@@ -75,5 +75,13 @@ mesh: weft.#Mesh & {
 		"mesh/cue.mod/module.cue": "module: \"example.com/shop\"\nlanguage: version: \"v0.17.0\"\n",
 		"mesh/dev/dev.cue":        "package shop\n",
 		"mesh/mesh.cue":           mesh,
+		// The organisation's own rule, in a folder the Mesh names in
+		// spec.policies.
+		"org/policies/no-forbidden-route.rego": `package weft.rules.no_forbidden_route
+
+deny contains {"msg": "the reviews route may not set x-mesh-route to \"forbidden\"", "path": ["mesh", "services", "reviews", "routes", "all"]} if {
+	input.mesh.services.reviews.routes.all.headers.request.set["x-mesh-route"] == "forbidden"
+}
+`,
 	}
 }

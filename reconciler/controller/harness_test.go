@@ -144,6 +144,7 @@ func newMesh(name string) *meshv1.Mesh {
 			SourceRef:     meshv1.SourceReference{Kind: meshv1.GitRepositoryKind, Name: "shop"},
 			Path:          "./mesh",
 			Environment:   "dev",
+			Policies:      []string{"org/policies"},
 			Interval:      metav1.Duration{Duration: time.Hour},
 			RetryInterval: &metav1.Duration{Duration: time.Second},
 		},
