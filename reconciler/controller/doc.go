@@ -69,14 +69,26 @@
 //
 // # Deletion
 //
-// The finalizer mesh.weft.dev/finalizer deletes the NetworkPolicies of
-// the Mesh (they live in the services' namespaces, so they are owned
+// The finalizer mesh.weft.dev/finalizer deletes the NetworkPolicies (and
+// the kept artifact) of the Mesh (they live in the services' namespaces, so they are owned
 // through the labels of compiler.PruneSelector, not ownerReferences,
 // which cannot cross namespaces). The proxies are not touched: they keep
 // the configuration they have (the xDS server keeps serving the last
 // snapshot of every class) until the control plane goes away or another
 // Mesh is served, whose first revision replaces it. Taking config away
 // from running proxies would cut the traffic they carry.
+//
+// # The last applied revision survives the controller
+//
+// source-controller offers only its latest artifact. The leader keeps
+// the artifact of each revision that becomes applied, with the spec it
+// was applied with, in a ConfigMap of the controller's namespace
+// (KeptArtifactName, lastgood.go). A controller that starts serving a
+// Mesh (a restart, a new replica, another Mesh deleted) whose
+// lastAppliedRevision is not the source's current revision publishes the
+// kept one first and then tries the current one: a broken latest
+// revision leaves the kept one serving instead of nothing. The finalizer
+// deletes the ConfigMap.
 //
 // # Leadership
 //

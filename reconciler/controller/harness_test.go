@@ -21,6 +21,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -51,8 +52,10 @@ type plane struct {
 	sc   *fluxtest.SourceController
 	repo *fluxtest.Repo
 	ctrl *controller.Controller
-	c    client.Client
-	ctx  context.Context
+	// stopFirst stops the controller startPlane started.
+	stopFirst func()
+	c         client.Client
+	ctx       context.Context
 }
 
 // startPlane starts everything; the controller gets the options opts
@@ -70,7 +73,32 @@ func startPlane(t *testing.T, opts controller.Options) *plane {
 			t.Fatal(err)
 		}
 	}
-	opts.XDSAddress, opts.MetricsAddress, opts.HealthAddress = "127.0.0.1:0", "127.0.0.1:0", "0"
+	p.ctrl, p.stopFirst = p.runController(opts, "127.0.0.1:0")
+	return p
+}
+
+// waitGone waits until the object key of obj's kind is not found.
+func (p *plane) waitGone(obj client.Object, key client.ObjectKey) {
+	p.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := p.c.Get(p.ctx, key, obj)
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%T %s not gone after 30s (get: %v)", obj, key, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// runController runs a controller with opts on xdsAddr against the
+// plane; stop stops it (t.Cleanup also does).
+func (p *plane) runController(opts controller.Options, xdsAddr string) (*controller.Controller, func()) {
+	t := p.t
+	t.Helper()
+	opts.XDSAddress, opts.MetricsAddress, opts.HealthAddress = xdsAddr, "127.0.0.1:0", "0"
 	opts.Namespace = controlNS
 	if opts.StatusInterval == 0 {
 		opts.StatusInterval = 50 * time.Millisecond
@@ -85,21 +113,24 @@ func startPlane(t *testing.T, opts controller.Options) *plane {
 	opts.Manager = func(mo *manager.Options) {
 		mo.Controller.SkipNameValidation = ptr(true)
 	}
-	c, err := controller.New(env.Config, opts)
+	c, err := controller.New(p.env.Config, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.ctrl = c
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("controller: %v", err)
-		}
-	})
-	return p
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("controller: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return c, stop
 }
 
 func ptr[T any](v T) *T { return &v }

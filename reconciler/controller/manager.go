@@ -187,6 +187,7 @@ func (c *Controller) setupReconciler(m *metrics) error {
 		Fetcher:         flux.NewFetcher(o.Artifacts),
 		Endpoints:       eps,
 		NetworkPolicies: compiler.NetworkPolicyOptions{ControlPlaneNamespace: o.Namespace},
+		Namespace:       o.Namespace,
 		Events:          rec,
 		Leader:          c.isLeader,
 		Log:             o.Logger,

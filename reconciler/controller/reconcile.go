@@ -14,6 +14,7 @@ import (
 	"github.com/fluxcd/pkg/runtime/patch"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -51,6 +52,9 @@ type MeshReconciler struct {
 	NetworkPolicies compiler.NetworkPolicyOptions
 	// Events records Kubernetes events (and Flux notifications).
 	Events events.Recorder
+	// Namespace is the controller's own: the kept artifacts' ConfigMaps
+	// live there.
+	Namespace string
 	// Leader reports whether this replica writes (nil: always).
 	Leader  func() bool
 	Log     *slog.Logger
@@ -82,6 +86,12 @@ type servedMesh struct {
 	npAt                   time.Time
 	// event is the key of the last event recorded (one per change).
 	event string
+	// kept are the packed artifacts of the last revisions published;
+	// stored is the revision whose artifact the ConfigMap holds;
+	// restoreTried: the kept artifact was looked at (lastgood.go).
+	kept         []kept
+	stored       string
+	restoreTried bool
 }
 
 // Reconcile runs the steps of the package doc for one Mesh.
@@ -164,6 +174,7 @@ func (r *MeshReconciler) reconcile(ctx context.Context, obj *meshv1.Mesh) outcom
 		return r.retry(obj, meta.ArtifactFailedReason, "Source '%s' is not ready, artifact not found", sourceName(obj))
 	}
 	_ = src
+	r.restore(ctx, obj, sm, art.Revision)
 	key := fmt.Sprintf("%s|%d", art.Digest, obj.Generation)
 	if requested(obj) || key != sm.runKey || pipeline.IsRetryable(sm.runErr) {
 		r.run(ctx, obj, sm, art, key)
@@ -208,6 +219,7 @@ func (r *MeshReconciler) run(ctx context.Context, obj *meshv1.Mesh, sm *servedMe
 		return
 	}
 	sm.positions = pos
+	r.keep(obj, sm, rev)
 	r.metrics.applied.Inc()
 }
 
@@ -294,6 +306,10 @@ func (r *MeshReconciler) finalize(ctx context.Context, obj *meshv1.Mesh) (ctrl.R
 	n, err := r.deleteNetworkPolicies(ctx, obj)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("finalizing Mesh %s/%s: %w", obj.Namespace, obj.Name, err)
+	}
+	kept := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: KeptArtifactName(obj.Namespace, obj.Name)}}
+	if err := r.Delete(ctx, kept); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("finalizing Mesh %s/%s: deleting its kept artifact: %w", obj.Namespace, obj.Name, err)
 	}
 	base := obj.DeepCopy()
 	controllerutil.RemoveFinalizer(obj, meshv1.Finalizer)

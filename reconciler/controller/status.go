@@ -69,6 +69,7 @@ func (r *MeshReconciler) summarize(ctx context.Context, obj *meshv1.Mesh, sm *se
 		out.revision = applied.Revision
 		return out
 	}
+	r.storeApplied(ctx, obj, sm, applied.Revision)
 	msg := "Applied revision: " + applied.Revision
 	conditions.MarkTrue(obj, meta.ReadyCondition, meta.SucceededReason, "%s", msg)
 	conditions.Delete(obj, meta.ReconcilingCondition)

@@ -22,6 +22,9 @@
 //     source beside the directory watcher and the git branch follower.
 //     The Kubernetes controller, which is event-driven, calls
 //     Fetcher.Fetch directly from its reconcile.
+//   - Pack / Fetcher.Unpack: a fetched artifact as a tarball again and
+//     back, so that the controller can keep the last applied revision
+//     after source-controller has moved on.
 //   - GetArtifact / SourceKinds: read a source object's artifact by kind
 //     through a controller-runtime client.Reader.
 //
