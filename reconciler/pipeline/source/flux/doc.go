@@ -43,7 +43,7 @@
 //
 // # Imports
 //
-// reconciler/pipeline and reconciler/api/status of weft; Flux's
+// reconciler/pipeline, reconciler/api/status and schema of weft; Flux's
 // fetch, tar and source-controller API modules; controller-runtime's
 // client (GetArtifact). Never reconciler/xds, the controller, sidecar,
 // cmd or up.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/weft-dev/weft/reconciler/api/status"
 	"github.com/weft-dev/weft/reconciler/pipeline"
+	"github.com/weft-dev/weft/schema"
 )
 
 // Defaults of Options.
@@ -216,7 +217,7 @@ func stall(rev string, err error) error {
 // byteSize is a pflag.Value of a size in bytes (pipeline.ParseBytes).
 type byteSize int64
 
-func (b *byteSize) String() string { return fmt.Sprint(int64(*b)) }
+func (b *byteSize) String() string { return schema.FormatBytes(int64(*b)) }
 func (b *byteSize) Type() string   { return "size" }
 
 func (b *byteSize) Set(s string) error {
