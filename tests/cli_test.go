@@ -21,7 +21,7 @@ var (
 
 // weft builds the CLI once per test binary: these tests run the command a
 // user runs.
-func weft(t *testing.T) string {
+func weft(t testing.TB) string {
 	t.Helper()
 	weftOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "weft-bin-")

@@ -17,6 +17,7 @@ identities and authorization in CUE, in git; weft validates the definition
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInitCmd(), newVetCmd(), newBuildCmd(), newUpCmd(), newStatusCmd(), newDemoAppCmd(), newInstallCmd(), newGraphCmd())
+	root.AddCommand(newInitCmd(), newVetCmd(), newBuildCmd(), newUpCmd(), newStatusCmd(), newDemoAppCmd(), newInstallCmd(), newGraphCmd(),
+		newControllerCmd(), newGetCmd(), newReconcileCmd())
 	return root
 }

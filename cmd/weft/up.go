@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/weft-dev/weft/reconciler/meshctl"
 	"github.com/weft-dev/weft/reconciler/pipeline"
 	"github.com/weft-dev/weft/sidecar/agent"
 	"github.com/weft-dev/weft/up"
@@ -128,23 +129,45 @@ func statusHint(dir, env string, m *up.Mesh) string {
 }
 
 func newStatusCmd() *cobra.Command {
-	var addr, stateDir, env string
+	var (
+		addr, stateDir, env string
+		kube                meshctl.KubeFlags
+	)
 	cmd := &cobra.Command{
-		Use:   "status [DIR]",
-		Short: "Show the served revision, the last error and every proxy of a running weft up",
+		Use:   "status [DIR | --kubeconfig/--namespace [MESH]]",
+		Short: "Show the served revision, the last error and the proxies of a running weft up, or of a Mesh in a cluster",
 		Long: `status asks a running weft up (its status endpoint, found in the state
 directory of DIR, default ".": the same default state directory weft up DIR
 uses) for the revision it serves, the last revision it attempted with its
 step and error (file:line) if it failed — a source that cannot fetch or
 export shows here too — and every proxy: its class, whether it has ACKed
 the served version (per xDS type), its last NACK with Envoy's message and
-the resource's file:line, and its certificate's expiry.`,
+the resource's file:line, and its certificate's expiry.
+
+With --kubeconfig, --context or --namespace it reads a Mesh in a cluster
+instead (MESH, or every Mesh of the namespace): its Ready condition, the
+applied and attempted revisions, the proxies in sync and their NACKs, and
+the last failure with each problem's file:line and fix.`,
 		Example: `  weft status                       # the weft up of the mesh repository in this directory
   weft status environments/dev      # weft up environments/dev
   weft status --state-dir /tmp/mesh-state
-  weft status --addr 127.0.0.1:40123`,
+  weft status --addr 127.0.0.1:40123
+  weft status --namespace weft-system shop        # the Mesh shop in the current kubeconfig's cluster`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f := cmd.Flags(); f.Changed("kubeconfig") || f.Changed("context") || f.Changed("namespace") {
+				c, ns, err := kube.Client()
+				if err != nil {
+					return err
+				}
+				name := ""
+				if len(args) == 1 {
+					name = args[0]
+				}
+				ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+				defer cancel()
+				return meshctl.Status(ctx, c, ns, name, time.Now(), cmd.OutOrStdout())
+			}
 			if addr == "" {
 				if stateDir == "" {
 					dir := "."
@@ -174,6 +197,7 @@ the resource's file:line, and its certificate's expiry.`,
 	cmd.Flags().StringVar(&addr, "addr", "", "status endpoint host:port (default: read from the state directory)")
 	cmd.Flags().StringVar(&stateDir, "state-dir", "", "state directory of weft up (default: the one of DIR)")
 	cmd.Flags().StringVar(&env, "env", "", "environment weft up was given (--env)")
+	kube.BindFlags(cmd.Flags())
 	return cmd
 }
 

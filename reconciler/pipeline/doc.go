@@ -1,8 +1,9 @@
 // Package pipeline is weft's one reconcile pipeline: a revision of a mesh
 // repository goes load -> vet -> compile -> accept -> publish, and a
 // revision that fails anywhere changes nothing served — the last good one
-// keeps serving. `weft vet`, `weft build`, `weft up` and (later) the
-// Kubernetes controller all run it; cmd/ and up/ only compose it.
+// keeps serving. `weft vet`, `weft build`, `weft up` and the Kubernetes
+// controller (reconciler/controller) all run it; cmd/ and up/ only
+// compose it.
 //
 // # What it owns
 //
@@ -27,8 +28,9 @@
 //   - Source and Revision: what yields revisions (a name, a directory, a
 //     cleanup; Next(ctx) blocks; its errors are retryable and never end a
 //     follower). The implementations are in package source below: the
-//     directory watcher and the local git branch follower; a Flux
-//     artifact source fits the same interface.
+//     directory watcher and the local git branch follower; package
+//     source/flux, a Flux source-controller artifact (its policy folders
+//     travel with the revision: Revision.PolicyDirs).
 //   - Follower: `weft up`'s loop of a Pipeline over a Source: retries
 //     with Backoff (exponential, capped, jittered), reports each distinct
 //     failure once, stops only when its context ends.

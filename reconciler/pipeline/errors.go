@@ -91,6 +91,9 @@ func StepOf(err error) string {
 // It unwraps to context.DeadlineExceeded.
 type TimeoutError struct {
 	Limit time.Duration
+	// Setting names the limit for people (default "--revision-timeout";
+	// the controller's is a Mesh's spec.timeout).
+	Setting string
 	// Abandoned is set when a CUE evaluation was still running: it cannot
 	// be interrupted and goes on in the background until it ends (see
 	// package doc). Waited is set when the time went waiting for such an
@@ -99,7 +102,11 @@ type TimeoutError struct {
 }
 
 func (e *TimeoutError) Error() string {
-	s := fmt.Sprintf("did not finish within the revision time limit of %s (--revision-timeout)", e.Limit)
+	setting := e.Setting
+	if setting == "" {
+		setting = "--revision-timeout"
+	}
+	s := fmt.Sprintf("did not finish within the revision time limit of %s (%s)", e.Limit, setting)
 	switch {
 	case e.Abandoned:
 		s += "; its CUE evaluation was abandoned and runs on until it ends"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/weft-dev/weft/compiler"
@@ -60,6 +61,9 @@ type VetOptions struct {
 	// Revision is recorded in the models, given to the policies and put
 	// into the snapshot versions.
 	Revision string
+	// PolicyDirs are policy folders of this revision, evaluated with
+	// Gate.PolicyDirs (pipeline.Revision.PolicyDirs).
+	PolicyDirs []string
 }
 
 // Vet is `weft vet`: the gate on the base and every environment (or
@@ -155,13 +159,14 @@ func (g *Gate) load(ctx context.Context, dir string, opts VetOptions) (*policies
 // timeout turns the end of ctx's deadline into a *TimeoutError.
 func (g *Gate) timeout(ctx context.Context, err error, how overrun) error {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return &TimeoutError{Limit: g.limits().Timeout, Abandoned: how == abandoned, Waited: how == waited}
+		l := g.limits()
+		return &TimeoutError{Limit: l.Timeout, Setting: l.TimeoutSetting, Abandoned: how == abandoned, Waited: how == waited}
 	}
 	return err
 }
 
 func (g *Gate) vetOptions(opts VetOptions) policies.VetOptions {
-	return policies.VetOptions{Env: opts.Env, Revision: opts.Revision, PolicyDirs: g.PolicyDirs, Limits: g.limits().Limits}
+	return policies.VetOptions{Env: opts.Env, Revision: opts.Revision, PolicyDirs: append(slices.Clip(g.PolicyDirs), opts.PolicyDirs...), Limits: g.limits().Limits}
 }
 
 // check evaluates the policies on what load loaded (or, with NoPolicies,

@@ -25,6 +25,9 @@ type Limits struct {
 	schema.Limits
 	// Timeout is the time limit of one revision (0: DefaultTimeout).
 	Timeout time.Duration
+	// TimeoutSetting is what sets Timeout, named in errors ("":
+	// "--revision-timeout").
+	TimeoutSetting string
 }
 
 // WithDefaults returns l with its zero fields set to the defaults.

@@ -21,6 +21,10 @@ import (
 type Revision struct {
 	Name string
 	Dir  string
+	// PolicyDirs are policy folders that come with the revision (a
+	// Mesh's spec.policies inside its Flux artifact), evaluated with
+	// Gate.PolicyDirs.
+	PolicyDirs []string
 	// Cleanup removes what the source made for the revision (an exported
 	// copy); nil when there is nothing to remove.
 	Cleanup func()
@@ -97,8 +101,11 @@ type Pipeline struct {
 	// control plane's metrics, package reconciler/metrics).
 	Observe func(step string, took time.Duration, err error)
 
-	mu   sync.Mutex
-	last *Applied
+	mu sync.Mutex // serializes Reconcile and Republish
+	// pubMu guards last and published, so that they can be read while a
+	// revision runs (an Endpoints func may read them).
+	pubMu sync.Mutex
+	last  *Applied
 	// published are the last maxPublished revisions published, oldest
 	// first: a revision the proxies rejected is rolled back by the
 	// server to an earlier one, which Republish may have to serve again.
@@ -112,6 +119,11 @@ type run struct {
 	loaded *policies.Loaded
 	model  *mesh.Model
 	result *compiler.Result
+}
+
+// vetOptions are the gate's options for the revision and environment env.
+func (r *run) vetOptions(env string) VetOptions {
+	return VetOptions{Env: env, Revision: r.rev.Name, PolicyDirs: r.rev.PolicyDirs}
 }
 
 // step is one step of a reconcile: it fails with a *StallingError or a
@@ -153,12 +165,15 @@ func (p *Pipeline) Reconcile(ctx context.Context, rev Revision) (*Applied, error
 			return nil, p.fail(ctx, rev.Name, s.name, err)
 		}
 	}
-	p.last = &Applied{Revision: rev.Name, Model: r.model, Result: r.result, At: time.Now()}
-	p.published = append(p.published, p.last)
+	a := &Applied{Revision: rev.Name, Model: r.model, Result: r.result, At: time.Now()}
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	p.last = a
+	p.published = append(p.published, a)
 	if len(p.published) > maxPublished {
 		p.published = append(p.published[:0:0], p.published[len(p.published)-maxPublished:]...)
 	}
-	return p.last, nil
+	return a, nil
 }
 
 // fail records err (a step's failure) and returns it typed.
@@ -169,7 +184,8 @@ func (p *Pipeline) fail(ctx context.Context, rev, step string, err error) error 
 	if errors.Is(err, context.DeadlineExceeded) {
 		var te *TimeoutError
 		if !errors.As(err, &te) {
-			err = &TimeoutError{Limit: p.Gate.limits().Timeout}
+			l := p.Gate.limits()
+			err = &TimeoutError{Limit: l.Timeout, Setting: l.TimeoutSetting}
 		}
 		err = &RetryableError{Revision: rev, Step: step, Err: err}
 	}
@@ -195,7 +211,7 @@ func retry(err error) error { return &RetryableError{Err: err} }
 // load loads the environment served (and the others, for the policies'
 // input.splits), within the limits.
 func (p *Pipeline) load(ctx context.Context, r *run) error {
-	l, err := p.Gate.load(ctx, r.rev.Dir, VetOptions{Env: p.Env, Revision: r.rev.Name})
+	l, err := p.Gate.load(ctx, r.rev.Dir, r.vetOptions(p.Env))
 	if err != nil {
 		return err // the time limit, or ctx: retryable
 	}
@@ -222,7 +238,7 @@ func (p *Pipeline) vet(ctx context.Context, r *run) error {
 			return stall(err)
 		}
 	}
-	rep, err := p.Gate.check(ctx, r.loaded, VetOptions{Env: r.env, Revision: r.rev.Name})
+	rep, err := p.Gate.check(ctx, r.loaded, r.vetOptions(r.env))
 	if err != nil {
 		return err
 	}
@@ -281,9 +297,24 @@ func (p *Pipeline) publish(ctx context.Context, r *run) error {
 
 // LastApplied is the last revision published (nil before the first).
 func (p *Pipeline) LastApplied() *Applied {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
 	return p.last
+}
+
+// Published is the revision rev among the last ones published (nil when
+// it is not kept): the xDS server may have rolled the proxies back from
+// LastApplied to an earlier one, whose model the controller needs (its
+// NetworkPolicies).
+func (p *Pipeline) Published(rev string) *Applied {
+	p.pubMu.Lock()
+	defer p.pubMu.Unlock()
+	for i := len(p.published) - 1; i >= 0; i-- {
+		if a := p.published[i]; a.Revision == rev {
+			return a
+		}
+	}
+	return nil
 }
 
 // maxPublished bounds the revisions Republish can serve again.
@@ -302,10 +333,8 @@ func (p *Pipeline) Republish(rev string) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for i := len(p.published) - 1; i >= 0; i-- {
-		if a := p.published[i]; a.Revision == rev {
-			return p.Publisher.Publish(a.Revision, a.Result)
-		}
+	if a := p.Published(rev); a != nil {
+		return p.Publisher.Publish(a.Revision, a.Result)
 	}
 	return fmt.Errorf("republish: revision %s is not among the last %d published", rev, maxPublished)
 }

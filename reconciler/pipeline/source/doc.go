@@ -16,8 +16,8 @@
 // regular file while hashing (a FIFO or a link to /dev/zero in the
 // directory cannot block or exhaust it; the loader refuses them by name).
 //
-// A Flux artifact source (download, verify the digest, untar) belongs
-// here too, behind the same interface.
+// The Flux artifact source (download, verify the digest, untar) is the
+// subpackage flux, behind the same interface.
 //
 // It imports reconciler/pipeline, reconciler/api/status and schema of
 // weft.

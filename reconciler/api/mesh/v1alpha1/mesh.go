@@ -27,7 +27,18 @@ const (
 	// ProxyRejectedReason: a proxy NACKed the revision, which was rolled
 	// back on every proxy.
 	ProxyRejectedReason = "ProxyRejected"
+	// OtherMeshServedReason: the control plane serves one Mesh, and it is
+	// another one (the oldest); this one is Stalled until that one is
+	// deleted.
+	OtherMeshServedReason = "OtherMeshServed"
+	// NetworkPoliciesFailedReason: the revision is served, but its
+	// NetworkPolicies could not be applied or pruned (retried).
+	NetworkPoliciesFailedReason = "NetworkPoliciesFailed"
 )
+
+// Finalizer is the finalizer the controller puts on a Mesh: it deletes
+// the Mesh's NetworkPolicies before the Mesh goes.
+const Finalizer = "mesh.weft.dev/finalizer"
 
 // GetConditions returns the status conditions (meta.ObjectWithConditions).
 func (in *Mesh) GetConditions() []metav1.Condition { return in.Status.Conditions }

@@ -231,7 +231,9 @@ const (
 	StepLoad    = "load"
 	StepVet     = "vet"
 	StepCompile = "compile"
+	StepAccept  = "accept"
 	StepPublish = "publish"
+	StepRollout = "rollout"
 )
 
 // MaxProblems is how many problems Failure.Problems keeps; the others are
@@ -244,7 +246,7 @@ type Failure struct {
 	// +optional
 	Revision string `json:"revision,omitempty"`
 	// Step is the step of the pipeline that failed.
-	// +kubebuilder:validation:Enum=fetch;load;vet;compile;publish
+	// +kubebuilder:validation:Enum=fetch;load;vet;compile;accept;publish;rollout
 	Step string `json:"step"`
 	// Problems are the errors, each with its position in the mesh
 	// repository when known, in the order weft vet prints them.

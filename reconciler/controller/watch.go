@@ -1,0 +1,155 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	"github.com/fluxcd/pkg/runtime/predicates"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	meshv1 "github.com/weft-dev/weft/reconciler/api/mesh/v1alpha1"
+	"github.com/weft-dev/weft/reconciler/pipeline/source/flux"
+)
+
+// sourceIndex is the field index of Meshes by source,
+// "Kind/namespace/name".
+const sourceIndex = ".spec.sourceRef"
+
+// watch registers the reconciler's watches: Meshes (a new generation, a
+// reconcile request, a deletion), the Flux sources they refer to (a new
+// artifact: at once, through the source index), the deletion of the
+// served Mesh (the others are requeued) and the xDS server's status
+// changes (the served Mesh, debounced). The controller runs on every
+// replica (NeedLeaderElection false).
+func (c *Controller) watch() error {
+	r := c.Reconciler
+	ctx := context.Background()
+	if err := c.Manager.GetFieldIndexer().IndexField(ctx, &meshv1.Mesh{}, sourceIndex, func(o client.Object) []string {
+		return []string{sourceName(o.(*meshv1.Mesh))}
+	}); err != nil {
+		return err
+	}
+	b := ctrl.NewControllerManagedBy(c.Manager).
+		Named("mesh").
+		For(&meshv1.Mesh{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicates.ReconcileRequestedPredicate{}, deletionStarted{}))).
+		Watches(&meshv1.Mesh{}, handler.EnqueueRequestsFromMapFunc(r.otherMeshes), builder.WithPredicates(deletionStarted{}, predicate.Funcs{
+			CreateFunc: func(event.CreateEvent) bool { return false },
+		})).
+		WatchesRawSource(source.Channel(c.changes, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{NeedLeaderElection: ptrTo(false), SkipNameValidation: ptrTo(true)})
+	for kind, newObj := range flux.SourceKinds() {
+		if !c.installed(kind) {
+			c.sourceKindsSkipped = append(c.sourceKindsSkipped, kind)
+			continue
+		}
+		c.sourceKindsWatched = append(c.sourceKindsWatched, kind)
+		b = b.Watches(newObj(), handler.EnqueueRequestsFromMapFunc(r.meshesOfSource(kind)),
+			builder.WithPredicates(artifactChanged{}))
+	}
+	return b.Complete(r)
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// meshesOfSource maps a source object of kind to the Meshes naming it.
+func (r *MeshReconciler) meshesOfSource(kind string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		var list meshv1.MeshList
+		key := kind + "/" + o.GetNamespace() + "/" + o.GetName()
+		if err := r.List(ctx, &list, client.MatchingFields{sourceIndex: key}); err != nil {
+			r.Log.Error("listing the Meshes of a source", "source", key, "error", err)
+			return nil
+		}
+		reqs := make([]reconcile.Request, len(list.Items))
+		for i, m := range list.Items {
+			reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&m)}
+		}
+		return reqs
+	}
+}
+
+// otherMeshes maps a Mesh being deleted to every other Mesh: one of them
+// may be served next.
+func (r *MeshReconciler) otherMeshes(ctx context.Context, o client.Object) []reconcile.Request {
+	var list meshv1.MeshList
+	if err := r.List(ctx, &list); err != nil {
+		r.Log.Error("listing Meshes", "error", err)
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, m := range list.Items {
+		if m.UID != o.GetUID() {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&m)})
+		}
+	}
+	return reqs
+}
+
+// refreshOnChange requeues the served Mesh when the xDS server's status
+// changes (a proxy connects, ACKs, NACKs; a rollout ends), at most once
+// per Options.StatusInterval.
+func (c *Controller) refreshOnChange(ctx context.Context) error {
+	ch := c.XDS.Changed()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+		}
+		// The next change, from now on, wakes the next round, even one
+		// that happens while this round waits out the interval.
+		ch = c.XDS.Changed()
+		if key, ok := c.Reconciler.servedKey(); ok {
+			select {
+			case c.changes <- event.GenericEvent{Object: &meshv1.Mesh{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
+			default: // one is queued already
+			}
+		}
+		t := time.NewTimer(c.opts.StatusInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// artifactChanged passes a source object whose artifact changed
+// (revision or digest), as Flux's consumers watch their sources.
+type artifactChanged struct{ predicate.Funcs }
+
+func (artifactChanged) Update(e event.UpdateEvent) bool {
+	o, okO := e.ObjectOld.(flux.Object)
+	n, okN := e.ObjectNew.(flux.Object)
+	if !okO || !okN || n.GetArtifact() == nil {
+		return false
+	}
+	a, b := o.GetArtifact(), n.GetArtifact()
+	return a == nil || a.Revision != b.Revision || a.Digest != b.Digest
+}
+
+func (artifactChanged) Create(event.CreateEvent) bool   { return true }
+func (artifactChanged) Delete(event.DeleteEvent) bool   { return true }
+func (artifactChanged) Generic(event.GenericEvent) bool { return false }
+
+// deletionStarted passes the update that sets a deletionTimestamp, and
+// deletions.
+type deletionStarted struct{ predicate.Funcs }
+
+func (deletionStarted) Update(e event.UpdateEvent) bool {
+	return e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
+}
+func (deletionStarted) Create(event.CreateEvent) bool   { return false }
+func (deletionStarted) Delete(event.DeleteEvent) bool   { return true }
+func (deletionStarted) Generic(event.GenericEvent) bool { return false }
