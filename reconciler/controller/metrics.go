@@ -2,9 +2,7 @@ package controller
 
 import (
 	"net/http"
-	"strings"
 
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	fluxmetrics "github.com/fluxcd/pkg/runtime/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -12,6 +10,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/weft-dev/weft/reconciler/api/status"
+	cpmetrics "github.com/weft-dev/weft/reconciler/metrics"
 )
 
 // Metrics of `weft controller`, served at /metrics with
@@ -21,23 +20,18 @@ import (
 //	gotk_reconcile_condition{kind,name,namespace,type,status}  the Mesh's Ready/Reconciling/Stalled (Flux's)
 //	gotk_suspend_status{kind,name,namespace}                1 while spec.suspend (Flux's)
 //	weft_mesh_reconciles_total{result}                      reconciles by outcome: applied, progressing, stalled, retrying, skipped, not_served
-//	weft_revisions_applied_total                            revisions that passed every step and were published
-//	weft_revisions_failed_total{step}                       revisions refused, by the step that failed (fetch, load, vet, compile, accept, publish, rollout)
-//	weft_served_revision_info{revision}                     1 for the revision being served
-//	weft_xds_proxies{state}                                 connected, in_sync, nacking
-//	weft_xds_pushes_total{type}                             xDS responses sent, by type URL
 //
-// Reserved for the CA component (registered by it on Runtime.Metrics):
-// weft_ca_certificates_signed_total, weft_certificate_earliest_expiry_timestamp_seconds.
-//
-// The names of the weft_* series that the local control plane of
-// `weft up` also exports are the same.
+// and the control plane's own, the same as `weft up`'s (package
+// reconciler/metrics): weft_pipeline_step_duration_seconds{step},
+// weft_revisions_applied_total, weft_revisions_failed_total{step} (fetch
+// counted here, the pipeline's steps by the pipeline),
+// weft_served_revision_info{revision}, weft_xds_proxies{state},
+// weft_xds_pushes_total{type}, weft_ca_certificates_signed_total and
+// weft_certificate_earliest_expiry_timestamp_seconds.
 type metrics struct {
 	flux       *fluxmetrics.Recorder
 	reconciles *prometheus.CounterVec
-	applied    prometheus.Counter
-	failed     *prometheus.CounterVec
-	pushes     *prometheus.CounterVec
+	shared     *cpmetrics.Metrics
 }
 
 // Results of weft_mesh_reconciles_total.
@@ -52,27 +46,19 @@ const (
 
 // newMetrics registers the metrics on reg; st is read at every scrape.
 func newMetrics(reg prometheus.Registerer, st func() status.Status) (*metrics, error) {
+	shared, err := cpmetrics.New(reg, st)
+	if err != nil {
+		return nil, err
+	}
 	m := &metrics{
 		flux: fluxmetrics.NewRecorder(),
 		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_mesh_reconciles_total",
 			Help: "Mesh reconciles by outcome: applied, progressing (rolling out), stalled, retrying, skipped (suspended), not_served (another Mesh is served).",
 		}, []string{"result"}),
-		applied: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "weft_revisions_applied_total",
-			Help: "Revisions that passed every step and were published.",
-		}),
-		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_revisions_failed_total",
-			Help: "Revisions refused, by the step that failed; the last good revision kept serving.",
-		}, []string{"step"}),
-		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "weft_xds_pushes_total",
-			Help: "xDS responses sent to proxies (state of the world and delta), by resource type URL.",
-		}, []string{"type"}),
+		shared: shared,
 	}
-	cs := append(m.flux.Collectors(), m.reconciles, m.applied, m.failed, m.pushes, &statusCollector{status: st})
-	for _, c := range cs {
+	for _, c := range append(m.flux.Collectors(), m.reconciles) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -83,84 +69,11 @@ func newMetrics(reg prometheus.Registerer, st func() status.Status) (*metrics, e
 	return m, nil
 }
 
-// handler serves controller-runtime's registry and reg together.
+// metricsHandler serves controller-runtime's registry and reg together.
 func metricsHandler(reg prometheus.Gatherer) http.Handler {
 	return promhttp.HandlerFor(prometheus.Gatherers{ctrlmetrics.Registry, reg}, promhttp.HandlerOpts{})
 }
 
-// serverOptions count the xDS responses sent on ADS streams.
-func (m *metrics) serverOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ChainStreamInterceptor(m.stream)}
-}
-
-func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	if !strings.HasPrefix(info.FullMethod, "/envoy.service.discovery.v3.AggregatedDiscoveryService/") {
-		return h(srv, ss)
-	}
-	return h(srv, &countingStream{ServerStream: ss, m: m})
-}
-
-// countingStream counts the discovery responses sent on a stream.
-type countingStream struct {
-	grpc.ServerStream
-	m *metrics
-}
-
-func (s *countingStream) SendMsg(msg any) error {
-	if err := s.ServerStream.SendMsg(msg); err != nil {
-		return err
-	}
-	switch r := msg.(type) {
-	case *discoveryv3.DiscoveryResponse:
-		s.m.pushes.WithLabelValues(r.GetTypeUrl()).Inc()
-	case *discoveryv3.DeltaDiscoveryResponse:
-		s.m.pushes.WithLabelValues(r.GetTypeUrl()).Inc()
-	}
-	return nil
-}
-
-// statusCollector turns the xDS server's status into gauges at scrape
-// time.
-type statusCollector struct{ status func() status.Status }
-
-var (
-	revisionDesc = prometheus.NewDesc("weft_served_revision_info",
-		"The revision being served (value 1; no series before the first).", []string{"revision"}, nil)
-	proxiesDesc = prometheus.NewDesc("weft_xds_proxies",
-		"Proxies by state: connected; in_sync (connected and ACKed the version served to them); nacking (connected, and their last NACK is of the version served to them).",
-		[]string{"state"}, nil)
-)
-
-func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- revisionDesc
-	ch <- proxiesDesc
-}
-
-func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.status()
-	if st.Revision != "" {
-		ch <- prometheus.MustNewConstMetric(revisionDesc, prometheus.GaugeValue, 1, st.Revision)
-	}
-	connected, inSync, nacking := proxyCounts(st)
-	ch <- prometheus.MustNewConstMetric(proxiesDesc, prometheus.GaugeValue, float64(connected), "connected")
-	ch <- prometheus.MustNewConstMetric(proxiesDesc, prometheus.GaugeValue, float64(inSync), "in_sync")
-	ch <- prometheus.MustNewConstMetric(proxiesDesc, prometheus.GaugeValue, float64(nacking), "nacking")
-}
-
-// proxyCounts counts the connected proxies, those in sync with what they
-// are served, and those whose last NACK is of what they are served.
-func proxyCounts(st status.Status) (connected, inSync, nacking int) {
-	for _, p := range st.Proxies {
-		if !p.Connected {
-			continue
-		}
-		connected++
-		if p.InSync {
-			inSync++
-		}
-		if p.LastNACK != nil && p.LastNACK.Version == p.Version {
-			nacking++
-		}
-	}
-	return connected, inSync, nacking
-}
+// serverOptions count the xDS responses sent on ADS streams and the
+// certificates the CA signs on the same gRPC server.
+func (m *metrics) serverOptions() []grpc.ServerOption { return m.shared.ServerOptions() }

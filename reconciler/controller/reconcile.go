@@ -200,7 +200,7 @@ func (r *MeshReconciler) run(ctx context.Context, obj *meshv1.Mesh, sm *servedMe
 		sm.runErr = err
 		sm.pipeline.RecordFailure(art.Revision, pipeline.StepOf(err), errors.Unwrap(err))
 		sm.failure = failureOf(err, art.Revision, flux.RelPaths)
-		r.metrics.failed.WithLabelValues(stepOr(err)).Inc()
+		r.metrics.shared.RevisionFailed(stepOr(err)) // the pipeline counts its own steps
 		return
 	}
 	defer rev.Done()
@@ -215,12 +215,10 @@ func (r *MeshReconciler) run(ctx context.Context, obj *meshv1.Mesh, sm *servedMe
 	sm.runErr = err
 	if err != nil {
 		sm.failure = failureOf(err, rev.Name, pos)
-		r.metrics.failed.WithLabelValues(stepOr(err)).Inc()
 		return
 	}
 	sm.positions = pos
 	r.keep(obj, sm, rev)
-	r.metrics.applied.Inc()
 }
 
 // overrun names the end of the revision's time limit (ctx's deadline)

@@ -26,7 +26,7 @@ func (r *MeshReconciler) serve(ctx context.Context, obj *meshv1.Mesh) (*servedMe
 	defer r.mu.Unlock()
 	if r.served == nil || r.served.uid != obj.UID {
 		r.served = &servedMesh{uid: obj.UID, key: client.ObjectKeyFromObject(obj),
-			pipeline: &pipeline.Pipeline{Gate: r.Gate, Publisher: r.XDS, Endpoints: r.Endpoints}}
+			pipeline: &pipeline.Pipeline{Gate: r.Gate, Publisher: r.XDS, Endpoints: r.Endpoints, Observe: r.metrics.shared.ObserveStep}}
 	}
 	return r.served, nil, nil
 }

@@ -258,7 +258,7 @@ func shortType(t string) string { return t[strings.LastIndex(t, ".")+1:] }
 
 // proxiesStatus counts the proxies and keeps their last NACKs.
 func proxiesStatus(st status.Status, pos func(string) string) *meshv1.ProxiesStatus {
-	connected, inSync, nacking := proxyCounts(st)
+	connected, inSync, nacking := st.ProxyCounts()
 	p := &meshv1.ProxiesStatus{}
 	p.SetCounts(int32(connected), int32(inSync), int32(nacking))
 	type nack struct {

@@ -205,26 +205,16 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	if st.Revision != "" {
 		ch <- prometheus.MustNewConstMetric(revisionDesc, prometheus.GaugeValue, 1, st.Revision)
 	}
-	var connected, inSync, nacking float64
+	connected, inSync, nacking := st.ProxyCounts()
 	var earliest time.Time
 	for _, p := range st.Proxies {
-		if !p.Connected {
-			continue
-		}
-		connected++
-		if p.InSync {
-			inSync++
-		}
-		if p.LastNACK != nil && p.LastNACK.Version == p.Version && !p.InSync {
-			nacking++
-		}
-		if !p.CertExpiry.IsZero() && (earliest.IsZero() || p.CertExpiry.Before(earliest)) {
+		if p.Connected && !p.CertExpiry.IsZero() && (earliest.IsZero() || p.CertExpiry.Before(earliest)) {
 			earliest = p.CertExpiry
 		}
 	}
-	ch <- prometheus.MustNewConstMetric(proxiesDesc, prometheus.GaugeValue, connected, "connected")
-	ch <- prometheus.MustNewConstMetric(proxiesDesc, prometheus.GaugeValue, inSync, "in_sync")
-	ch <- prometheus.MustNewConstMetric(proxiesDesc, prometheus.GaugeValue, nacking, "nacking")
+	ch <- prometheus.MustNewConstMetric(proxiesDesc, prometheus.GaugeValue, float64(connected), "connected")
+	ch <- prometheus.MustNewConstMetric(proxiesDesc, prometheus.GaugeValue, float64(inSync), "in_sync")
+	ch <- prometheus.MustNewConstMetric(proxiesDesc, prometheus.GaugeValue, float64(nacking), "nacking")
 	if !earliest.IsZero() {
 		ch <- prometheus.MustNewConstMetric(expiryDesc, prometheus.GaugeValue, float64(earliest.Unix()))
 	}

@@ -194,3 +194,22 @@ type RefusedStream struct {
 	Class  string `json:"class,omitempty"`
 	Reason string `json:"reason"`
 }
+
+// ProxyCounts counts the connected proxies, those of them in sync with
+// the version they are served, and those whose last response to the
+// version they are served was a NACK (and are not in sync).
+func (s Status) ProxyCounts() (connected, inSync, nacking int) {
+	for _, p := range s.Proxies {
+		if !p.Connected {
+			continue
+		}
+		connected++
+		if p.InSync {
+			inSync++
+		}
+		if p.LastNACK != nil && p.LastNACK.Version == p.Version && !p.InSync {
+			nacking++
+		}
+	}
+	return connected, inSync, nacking
+}
