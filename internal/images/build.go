@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -91,6 +92,16 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("images: %w", err)
+	}
+	// Test packages building at the same time share Out.
+	unlock, err := lock(filepath.Join(o.Out, ".lock"))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
 	bin := filepath.Join(o.Out, "bin")
 	start := time.Now()
 	if in.Weft == "" {
@@ -133,6 +144,29 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Layout: filepath.Join(o.Out, "oci"), Inputs: in}
+	fp := fingerprint(defs, epoch)
+	stamp := filepath.Join(o.Out, "images.fingerprint")
+	if old, err := os.ReadFile(stamp); err == nil && string(old) == fp {
+		if list, err := ReadList(o.Out); err == nil && len(list) == len(defs) {
+			if _, err := os.Stat(filepath.Join(res.Layout, "index.json")); err == nil {
+				res.Digests = map[string]v1.Hash{}
+				for _, d := range defs {
+					h, err := v1.NewHash(list[d.Ref])
+					if err != nil {
+						break
+					}
+					res.Refs = append(res.Refs, d.Ref)
+					res.Digests[d.Ref] = h
+				}
+				if len(res.Refs) == len(defs) {
+					logf("%d images unchanged in %s (%s)", len(res.Refs), res.Layout, time.Since(start).Round(time.Millisecond))
+					return res, nil
+				}
+				res.Refs, res.Digests = nil, nil
+			}
+		}
+	}
+	_ = os.Remove(stamp)
 	var named []ociimage.Named
 	for _, d := range defs {
 		img, err := d.Build(epoch)
@@ -152,8 +186,34 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := os.WriteFile(filepath.Join(o.Out, "images.txt"), list.Bytes(), 0o644); err != nil {
 		return nil, fmt.Errorf("images: %w", err)
 	}
+	if err := os.WriteFile(stamp, []byte(fp), 0o644); err != nil {
+		return nil, fmt.Errorf("images: %w", err)
+	}
 	logf("%d images in %s (%s)", len(res.Refs), res.Layout, time.Since(start).Round(time.Millisecond))
 	return res, nil
+}
+
+// fingerprint of the whole build: the images' fingerprints, in order.
+func fingerprint(defs []ociimage.Image, epoch time.Time) string {
+	var b strings.Builder
+	for _, d := range defs {
+		b.WriteString(d.Fingerprint(epoch))
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// lock takes an exclusive flock on path, waiting for it.
+func lock(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("images: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("images: locking %s: %w", path, err)
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }
 
 // checkInputs fails with the Debian package to install for a missing file.

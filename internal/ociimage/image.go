@@ -3,6 +3,9 @@ package ociimage
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -271,4 +274,25 @@ func parents(rel string) []string {
 		out = append(out, strings.Join(parts[:i], "/"))
 	}
 	return out
+}
+
+// Fingerprint is a digest of everything Build's output depends on given
+// the same Go toolchain and go-containerregistry: the ref, the process,
+// the platform, created, and every entry of every layer (path, kind,
+// mode, owner, target, content digest). Equal fingerprints give equal
+// images, so a build can skip writing an unchanged layout.
+func (im Image) Fingerprint(created time.Time) string {
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	_ = enc.Encode([]any{im.Ref, im.Entrypoint, im.Cmd, im.Env, im.User, im.WorkingDir, im.Labels,
+		im.StopSignal, im.OS, im.Architecture, im.Variant, created.UTC().Format(time.RFC3339Nano), runtime.Version()})
+	for _, l := range im.Layers {
+		_ = enc.Encode(l.CreatedBy)
+		for _, p := range l.Tree.Paths() {
+			e, _ := l.Tree.Entry(p)
+			sum := sha256.Sum256(e.Data)
+			_ = enc.Encode([]any{e.Path, int(e.Kind), uint32(e.Mode), e.UID, e.GID, e.Target, hex.EncodeToString(sum[:])})
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
