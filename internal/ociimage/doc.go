@@ -10,9 +10,9 @@
 // layer, config and manifest digests. The inputs are the files' bytes,
 // paths, modes and owners, the image config and the creation time (a fixed
 // [Epoch] unless SOURCE_DATE_EPOCH says otherwise) — never the build
-// host's clock, umask, user names or directory names. Layers are gzip
-// compressed by go-containerregistry at a fixed level, so the Go toolchain
-// is an input too.
+// host's clock, umask, user names or directory names. Layers are
+// uncompressed tars (see [Image.Build] for why), so no compressor's
+// version is an input.
 //
 // [Tree.AddELF] copies a dynamically linked program with the shared
 // libraries it needs (DT_NEEDED, recursively, and the program

@@ -130,6 +130,72 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("images in pods", func(t *testing.T) {
+		ns := createNamespace(t, c.Clientset, "images")
+		// What weft netinit does in its init container: as root with
+		// NET_ADMIN and NET_RAW, restore nat rules into the pod's netns,
+		// with the nft back end and the legacy one; then list them.
+		rules := "*nat\n:WEFT_OUTPUT - [0:0]\n-A OUTPUT -p tcp -j WEFT_OUTPUT\n" +
+			"-A WEFT_OUTPUT -m owner --uid-owner 1337 -j RETURN\n" +
+			"-A WEFT_OUTPUT -p tcp -m tcp --dport 8080 -j REDIRECT --to-ports 15001\nCOMMIT\n"
+		if _, err := c.Clientset.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: "rules"}, Data: map[string]string{"nat": rules},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		root := &corev1.SecurityContext{
+			RunAsUser: ptr(int64(0)), RunAsNonRoot: ptr(false),
+			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}, Drop: []corev1.Capability{"ALL"}},
+		}
+		weft := images.Ref(images.WeftName, images.DefaultTag)
+		container := func(name string, command ...string) corev1.Container {
+			return corev1.Container{
+				Name: name, Image: weft, ImagePullPolicy: corev1.PullNever, Command: command, SecurityContext: root,
+				VolumeMounts: []corev1.VolumeMount{{Name: "rules", MountPath: "/rules"}},
+			}
+		}
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "netinit"},
+			Spec: corev1.PodSpec{
+				RestartPolicy: corev1.RestartPolicyNever,
+				InitContainers: []corev1.Container{
+					container("nft", "iptables-restore", "/rules/nat"),
+					container("legacy", "iptables-legacy-restore", "/rules/nat"),
+				},
+				Containers: []corev1.Container{
+					container("nft-save", "iptables-save", "-t", "nat"),
+					container("legacy-save", "iptables-legacy-save", "-t", "nat"),
+				},
+				Volumes: []corev1.Volume{{Name: "rules", VolumeSource: corev1.VolumeSource{
+					ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "rules"}},
+				}}},
+			},
+		}
+		logs := runPod(t, c.Clientset, ns, pod)
+		for _, name := range []string{"nft-save", "legacy-save"} {
+			for _, want := range []string{"-A OUTPUT -p tcp -j WEFT_OUTPUT", "--uid-owner 1337 -j RETURN", "--dport 8080 -j REDIRECT --to-ports 15001"} {
+				if !strings.Contains(logs[name], want) {
+					t.Errorf("%s: no %q in:\n%s", name, want, logs[name])
+				}
+			}
+		}
+
+		// The proxy image's Envoy runs (as the image's user, 1337).
+		proxy := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "envoy"},
+			Spec: corev1.PodSpec{
+				RestartPolicy: corev1.RestartPolicyNever,
+				Containers: []corev1.Container{{
+					Name: "envoy", Image: images.Ref(images.ProxyName, images.DefaultTag), ImagePullPolicy: corev1.PullNever,
+					Command: []string{"envoy", "--version"},
+				}},
+			},
+		}
+		if out := runPod(t, c.Clientset, ns, proxy)["envoy"]; !strings.Contains(out, "/1.40.0/") {
+			t.Errorf("envoy --version in the proxy image: %q", out)
+		}
+	})
+
 	t.Run("teardown", func(t *testing.T) {
 		if err := c.Down(); err != nil {
 			t.Fatal(err)
@@ -139,6 +205,40 @@ func TestCluster(t *testing.T) {
 		}
 		t.Logf("down in %s", c.Phase("down").Round(10*time.Millisecond))
 	})
+}
+
+// runPod creates pod, waits until it Succeeded and returns each
+// container's log; a pod that fails fails t with its logs.
+func runPod(t *testing.T, cs kubernetes.Interface, ns string, pod *corev1.Pod) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var phase corev1.PodPhase
+	waitFor(t, "pod "+pod.Name+" to finish", 2*time.Minute, func() error {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		phase = p.Status.Phase
+		if phase == corev1.PodSucceeded || phase == corev1.PodFailed {
+			return nil
+		}
+		return fmt.Errorf("phase %s: %s", phase, podStates(cs, ns, &metav1.LabelSelector{}))
+	})
+	logs := map[string]string{}
+	for _, c := range append(pod.Spec.InitContainers, pod.Spec.Containers...) {
+		b, err := cs.CoreV1().Pods(ns).GetLogs(pod.Name, &corev1.PodLogOptions{Container: c.Name}).DoRaw(ctx)
+		if err != nil {
+			t.Errorf("logs of %s/%s: %v", pod.Name, c.Name, err)
+		}
+		logs[c.Name] = string(b)
+	}
+	if phase != corev1.PodSucceeded {
+		t.Fatalf("pod %s %s; logs: %v", pod.Name, phase, logs)
+	}
+	return logs
 }
 
 func createNamespace(t *testing.T, cs kubernetes.Interface, name string) string {
