@@ -25,9 +25,7 @@ import (
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	requireMachine(t, opts.ToolsBin)
-	if opts.Images == "" {
-		opts.Images, opts.PauseRef = BuildImages(t)
-	}
+	opts.defaultImages(t)
 	if opts.Logf == nil {
 		opts.Logf = t.Logf
 	}
@@ -65,32 +63,36 @@ func requireMachine(t testing.TB, bin string) {
 }
 
 var (
-	buildOnce   sync.Once
-	buildLayout string
-	buildPause  string
-	buildErr    error
+	buildOnce sync.Once
+	built     *images.Result
+	buildErr  error
 )
 
 // BuildImages builds weft's images from this work tree into
 // <repo>/out/images, as `make images` does (a build whose inputs did not
-// change since the last one is skipped) and returns the OCI layout and
-// the pause image's ref. Once per test binary.
-func BuildImages(t testing.TB) (layout, pauseRef string) {
+// change since the last one only relinks the binaries), once per test
+// binary. The result names the OCI layout and the binaries that went into
+// the images (Inputs.Weft is the weft binary of localhost/weft).
+func BuildImages(t testing.TB) *images.Result {
 	t.Helper()
 	buildOnce.Do(func() {
 		root := tooltest.RepoRoot()
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 		defer cancel()
-		var res *images.Result
-		res, buildErr = images.Build(ctx, images.Options{Root: root, Out: filepath.Join(root, "out", "images")})
-		if buildErr == nil {
-			buildLayout, buildPause = res.Layout, images.Ref(images.PauseName, images.DefaultTag)
-		}
+		built, buildErr = images.Build(ctx, images.Options{Root: root, Out: filepath.Join(root, "out", "images")})
 	})
 	if buildErr != nil {
 		t.Fatalf("clustertest: building the images: %v", buildErr)
 	}
-	return buildLayout, buildPause
+	return built
+}
+
+// defaultImages fills in Options.Images and PauseRef from BuildImages.
+func (o *Options) defaultImages(t testing.TB) {
+	if o.Images == "" {
+		o.Images = BuildImages(t).Layout
+		o.PauseRef = images.Ref(images.PauseName, images.DefaultTag)
+	}
 }
 
 // Timings lists the phases: "leftovers removed 0.1s, …, up 14.2s, down 1.3s".
@@ -231,9 +233,7 @@ func (s *Shared) Get(t testing.TB) *Cluster {
 	requireMachine(t, s.Options.ToolsBin)
 	s.once.Do(func() {
 		opts := s.Options
-		if opts.Images == "" {
-			opts.Images, opts.PauseRef = BuildImages(t)
-		}
+		opts.defaultImages(t)
 		opts.Logf = func(f string, a ...any) {
 			s.mu.Lock()
 			defer s.mu.Unlock()

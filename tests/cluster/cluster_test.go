@@ -44,6 +44,9 @@ type demoAnswer struct {
 //     pods; pod to pod HTTP across the bridge, pod to Service by ClusterIP
 //     (kube-proxy) and by name (cluster DNS) all answer;
 //   - kubectl exec and logs through the apiserver to the kubelet;
+//   - images in pods: netinit's iptables-restore (nft and legacy) as root
+//     with NET_ADMIN in the weft image, Envoy in the proxy image;
+//   - weft install: `weft install --export` applied (install_test.go);
 //   - teardown leaves no netns, mount, cgroup, process or file behind.
 func TestCluster(t *testing.T) {
 	c := clustertest.Start(t, clustertest.Options{})
@@ -195,6 +198,8 @@ func TestCluster(t *testing.T) {
 			t.Errorf("envoy --version in the proxy image: %q", out)
 		}
 	})
+
+	t.Run("weft install", func(t *testing.T) { testInstall(t, c) })
 
 	t.Run("teardown", func(t *testing.T) {
 		if err := c.Down(); err != nil {
