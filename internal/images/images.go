@@ -265,7 +265,9 @@ var busyboxApplets = []string{
 }
 
 func busybox(t *ociimage.Tree, in Inputs) error {
-	if err := t.CopyFile("/usr/bin/busybox", in.Busybox, 0o755); err != nil {
+	// AddELF: Debian's busybox-static needs nothing else; a dynamic
+	// busybox would bring its libraries.
+	if err := t.AddELF("/usr/bin/busybox", in.Busybox, 0o755); err != nil {
 		return err
 	}
 	for _, a := range busyboxApplets {
