@@ -3,11 +3,15 @@ package clustertest_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,8 +19,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/weft-dev/weft/internal/clustertest"
+	"github.com/weft-dev/weft/internal/images"
 	"github.com/weft-dev/weft/internal/tooltest"
 )
 
@@ -117,3 +123,81 @@ func mustRead(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+// TestListen: a server of the test process, put inside the netns with
+// Listen and behind a selector-less Service, answers a pod that calls the
+// Service by name, and a connection to its ClusterIP from the netns.
+func TestListen(t *testing.T) {
+	c := cluster.Get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ln, addr := c.Listen(t, clustertest.NodeIP+":0")
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "from the test, path %s\n", r.URL.Path)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	_, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	if port == 0 {
+		t.Fatalf("Listen returned %q", addr)
+	}
+
+	ns := "listen"
+	cs := c.Clientset
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "tester"},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(int32(port))}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := true
+	if _, err := cs.DiscoveryV1().EndpointSlices(ns).Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "tester-1", Labels: map[string]string{discoveryv1.LabelServiceName: "tester"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{clustertest.NodeIP}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(port))}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// From the netns to the ClusterIP (kube-proxy's rules, once synced).
+	var body string
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := c.HTTPClient().Get("http://" + net.JoinHostPort(svc.Spec.ClusterIP, "80") + "/cluster-ip")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET the ClusterIP: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if body != "from the test, path /cluster-ip\n" {
+		t.Errorf("through the ClusterIP: %q", body)
+	}
+
+	// From a pod, by the Service's name.
+	out, err := c.Kubectl(ctx, nil, "-n", ns, "run", "caller", "--image="+images.Ref(images.TestAppName, images.DefaultTag),
+		"--image-pull-policy=Never", "--restart=Never", "--command", "--", "wget", "-q", "-O", "-", "http://tester/from-a-pod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Kubectl(ctx, nil, "-n", ns, "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/caller", "--timeout=90s"); err != nil {
+		t.Fatal(err)
+	}
+	out, err = c.Kubectl(ctx, nil, "-n", ns, "logs", "caller")
+	if err != nil || string(out) != "from the test, path /from-a-pod\n" {
+		t.Errorf("a pod calling http://tester: %v: %q", err, out)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

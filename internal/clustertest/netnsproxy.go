@@ -23,6 +23,13 @@ import (
 // from inside the namespace, answers "ok\n" (or "error <why>\n") and from
 // then on copies bytes both ways.
 //
+// The other direction, "listen tcp <host:port> <unix socket>\n": the
+// helper listens on host:port inside the namespace, answers "ok
+// <address>\n", and connects every connection it accepts to the unix
+// socket (where the client listens) until the request's connection
+// closes. That puts a server of the test process (a webhook, a control
+// plane) at an address pods and the apiserver can reach.
+//
 // The helper is this very binary (a test binary or the cluster CLI),
 // started again with proxyFlag as its first argument: the package's init
 // function sees the flag, serves, and never returns to main. That needs
@@ -88,12 +95,16 @@ func handleProxyConn(c net.Conn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	verb, rest, _ := strings.Cut(line, " ")
-	network, addr, _ := strings.Cut(rest, " ")
-	if verb != "dial" || (network != "tcp" && network != "tcp4" && network != "tcp6") || addr == "" {
-		fmt.Fprintf(c, "error bad request %q: want \"dial tcp HOST:PORT\"\n", line)
+	fields := strings.Fields(line)
+	if len(fields) == 4 && fields[0] == "listen" && strings.HasPrefix(fields[1], "tcp") {
+		serveListen(c, fields[1], fields[2], fields[3])
 		return
 	}
+	if len(fields) != 3 || fields[0] != "dial" || !strings.HasPrefix(fields[1], "tcp") {
+		fmt.Fprintf(c, "error bad request %q: want \"dial tcp HOST:PORT\" or \"listen tcp HOST:PORT SOCKET\"\n", line)
+		return
+	}
+	network, addr := fields[1], fields[2]
 	up, err := net.DialTimeout(network, addr, 10*time.Second)
 	if err != nil {
 		fmt.Fprintf(c, "error %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
@@ -104,6 +115,64 @@ func handleProxyConn(c net.Conn) {
 		return
 	}
 	splice(c, up)
+}
+
+// serveListen listens on addr in the namespace and relays every accepted
+// connection to the unix socket target, until ctl closes.
+func serveListen(ctl net.Conn, network, addr, target string) {
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		fmt.Fprintf(ctl, "error %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+		return
+	}
+	defer ln.Close()
+	if _, err := fmt.Fprintf(ctl, "ok %s\n", ln.Addr()); err != nil {
+		return
+	}
+	go func() {
+		_, _ = io.Copy(io.Discard, ctl) // returns when the client closes
+		ln.Close()
+	}()
+	for {
+		in, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer in.Close()
+			out, err := net.DialTimeout("unix", target, 10*time.Second)
+			if err != nil {
+				return
+			}
+			defer out.Close()
+			splice(in, out)
+		}()
+	}
+}
+
+// listenThrough asks the proxy at socket to listen on addr inside the
+// namespace and relay to the unix socket target. It returns the address
+// listened on and a function that stops the listener.
+func listenThrough(socket, network, addr, target string) (string, func(), error) {
+	c, err := net.DialTimeout("unix", socket, 10*time.Second)
+	if err != nil {
+		return "", nil, fmt.Errorf("clustertest: netns proxy %s: %w", socket, err)
+	}
+	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := fmt.Fprintf(c, "listen %s %s %s\n", network, addr, target); err != nil {
+		c.Close()
+		return "", nil, fmt.Errorf("clustertest: netns proxy: %w", err)
+	}
+	reply, err := readLine(c)
+	if err == nil && !strings.HasPrefix(reply, "ok ") {
+		err = errors.New(strings.TrimPrefix(reply, "error "))
+	}
+	if err != nil {
+		c.Close()
+		return "", nil, fmt.Errorf("clustertest: listen on %s %s in the cluster's netns: %w", network, addr, err)
+	}
+	_ = c.SetDeadline(time.Time{})
+	return strings.TrimPrefix(reply, "ok "), func() { c.Close() }, nil
 }
 
 // splice copies both ways until both directions end, passing a half close

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,6 +167,33 @@ func (c *Cluster) Forward(t testing.TB, addr string) string {
 	}()
 	return ln.Addr().String()
 }
+
+// Listen returns a listener in this process whose connections are those
+// made to addr inside the cluster's netns ("10.244.0.1:9443": the node
+// address, which pods and the apiserver reach; port 0 picks one, see the
+// returned address). A Service without a selector plus an EndpointSlice
+// naming NodeIP and the port then routes cluster traffic to a server the
+// test runs itself (a webhook, a control plane). Both stop when t ends.
+func (c *Cluster) Listen(t testing.TB, addr string) (net.Listener, string) {
+	t.Helper()
+	sock := filepath.Join(c.layout.run(""), fmt.Sprintf("listen-%d-%d.sock", os.Getpid(), listenSeq.Add(1)))
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside, stop, err := listenThrough(c.layout.proxySocket(), "tcp", addr, sock)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stop()
+		ln.Close()
+	})
+	return ln, inside
+}
+
+var listenSeq atomic.Int64
 
 // HostKubeconfig writes an admin kubeconfig whose server is a [Forward]
 // of the apiserver (https://127.0.0.1:<port>; the serving certificate
