@@ -17,6 +17,8 @@
 // through it; [Cluster.DialContext] and [Cluster.HTTPClient] reach pods,
 // ClusterIPs and node ports; [Cluster.Forward] and
 // [Cluster.HostKubeconfig] give a host process a 127.0.0.1 port;
+// [Cluster.Listen] puts a server of the test at the node address inside
+// the netns, for pods and the apiserver;
 // [Cluster.Command] and [Cluster.Kubectl] run a child process inside the
 // netns with nsenter --net (never `ip netns exec`: it remounts /sys and
 // hides the cgroup hierarchies). Why not setns from the test itself: a
