@@ -25,7 +25,7 @@ PKGS ?= ./...
 TEST_FLAGS ?=
 export TEST_TIMEOUT FUZZTIME PKGS TEST_FLAGS
 
-.PHONY: all tools generate tool-versions test fmtcheck vet unit fuzz fuzz-list bench benchmarks build fmt clean help
+.PHONY: all tools generate tool-versions test fmtcheck vet unit fuzz fuzz-list bench benchmarks build images fmt clean help
 
 all: tools test build
 
@@ -37,6 +37,7 @@ help:
 	@echo 'make bench   go test -bench=. -benchmem ./..., raw output in out/bench/'
 	@echo 'make benchmarks  regenerate BENCHMARKS.md (scripts/benchmarks.sh)'
 	@echo 'make build   bin/weft'
+	@echo 'make images  weft, weft-proxy, pause and test images into out/images/oci (OCI layout; no Docker, no registry)'
 	@echo 'make fmt     gofmt -w the repo'
 
 tools:
@@ -74,6 +75,14 @@ bench:
 
 build:
 	go build -o bin/weft ./cmd/weft
+
+# weft's container images (internal/images), reproducibly, into the OCI
+# layout out/images/oci (digests in out/images/images.txt). Needs envoy in
+# .tools (make tools) and Debian's iptables, busybox-static and
+# ca-certificates. `make images TAG=v0.1.0` tags them otherwise.
+TAG ?= dev
+images:
+	go run ./internal/images/cmd/images -out out/images -tag $(TAG)
 
 fmt:
 	find . \( -path ./.git -o -path ./.tools -o -path ./bin -o -path ./out \

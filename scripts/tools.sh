@@ -314,6 +314,7 @@ versions() {
 		printf '%-18s %s (built from tools/flux)\n' source-controller: "$FLUX_SOURCE_VERSION"
 	else
 		printf '%-18s not installed\n' source-controller:; status=1
+	fi
 	if jaeger_ok; then
 		printf 'jaeger: %s\n' "$JAEGER_VERSION"
 	else

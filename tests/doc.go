@@ -4,6 +4,9 @@
 // through the same code paths that the CLI and the controller use. The tools
 // come from `make tools` and are found with internal/tooltest.
 //
+// tests/cluster runs weft's images in a real single-node cluster
+// (internal/clustertest): pods, Services, DNS, weft install.
+//
 // It also holds repository-wide checks, such as layering_test.go, which
 // enforces DESIGN.md's one-way import order between the pipeline stages.
 //

@@ -1,0 +1,7 @@
+// Package cluster holds the end-to-end tests that need a real single-node
+// Kubernetes cluster (internal/clustertest): weft's images running in
+// pods, the pod network, Services, DNS and the cluster's teardown; and
+// weft's own manifests (`weft install --export`) deployed into it.
+// The tests skip on a machine that cannot run the cluster (not root, the
+// Debian packages or `make tools` missing) and fail there under CI=true.
+package cluster
