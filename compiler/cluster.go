@@ -44,6 +44,7 @@ func (b *classBuilder) outboundCluster(target *mesh.Service, port mesh.Port, ver
 		cl.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
 		cl.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource()}
 		b.loads[name] = cla
+		b.eds[name] = edsCluster{name: name, service: target.Name, versions: clusterVersions(target, version), port: port.Port}
 	} else {
 		// Static endpoints written as DNS names (VMs): Envoy resolves them.
 		cl.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
