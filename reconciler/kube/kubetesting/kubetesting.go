@@ -48,12 +48,11 @@ import (
 
 func init() { ctrllog.SetLogger(logr.Discard()) }
 
-// NewManager makes a controller-runtime manager on cfg for a test: no
-// metrics or health listener, the cache options given, leader election
-// on Lease leaseName in namespace leaseNS when leaseName is set (short
-// durations: 4s lease, 2s renew deadline, 500ms retry).
-func NewManager(t testing.TB, cfg *rest.Config, cacheOpts cache.Options, leaseNS, leaseName string) manager.Manager {
-	t.Helper()
+// ManagerOptions are a test's manager options: no metrics or health
+// listener, the cache options given, leader election on Lease leaseName
+// in namespace leaseNS when leaseName is set (short durations: 4s lease,
+// 2s renew deadline, 500ms retry; released on a clean stop).
+func ManagerOptions(cacheOpts cache.Options, leaseNS, leaseName string) manager.Options {
 	opts := manager.Options{
 		Scheme:                 kubetest.DefaultScheme(),
 		Cache:                  cacheOpts,
@@ -70,7 +69,13 @@ func NewManager(t testing.TB, cfg *rest.Config, cacheOpts cache.Options, leaseNS
 		opts.RetryPeriod = ptr.To(500 * time.Millisecond)
 		opts.LeaderElectionReleaseOnCancel = true
 	}
-	mgr, err := manager.New(cfg, opts)
+	return opts
+}
+
+// NewManager makes a manager on cfg with ManagerOptions.
+func NewManager(t testing.TB, cfg *rest.Config, cacheOpts cache.Options, leaseNS, leaseName string) manager.Manager {
+	t.Helper()
+	mgr, err := manager.New(cfg, ManagerOptions(cacheOpts, leaseNS, leaseName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,4 +319,16 @@ func WriteFiles(t testing.TB, dir string, files map[string]string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// LongToken is a service-account token of ns/sa for the apiserver's own
+// audience, valid for d: a controller's credentials in a kubeconfig.
+func LongToken(t testing.TB, cs kubernetes.Interface, ns, sa string, d time.Duration) string {
+	t.Helper()
+	spec := authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(d.Seconds()))}
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), sa, &authenticationv1.TokenRequest{Spec: spec}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("TokenRequest for %s/%s: %v", ns, sa, err)
+	}
+	return tr.Status.Token
 }

@@ -45,3 +45,15 @@ type leaderRunnable func(context.Context) error
 
 func (r leaderRunnable) Start(ctx context.Context) error { return r(ctx) }
 func (r leaderRunnable) NeedLeaderElection() bool        { return true }
+
+// Everywhere is a manager.Runnable that every replica runs, leader or
+// not. A bare manager.RunnableFunc, and a controller without
+// NeedLeaderElection set to false, run on the leader only: the Mesh
+// reconciler must not be one, or followers serve nothing.
+type Everywhere func(context.Context) error
+
+// Start implements manager.Runnable.
+func (r Everywhere) Start(ctx context.Context) error { return r(ctx) }
+
+// NeedLeaderElection reports false.
+func (r Everywhere) NeedLeaderElection() bool { return false }
