@@ -7,6 +7,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -37,7 +38,7 @@ func (b *classBuilder) outboundCluster(target *mesh.Service, port mesh.Port, ver
 		ConnectTimeout: duration(ConnectTimeout),
 	}
 	b.origin[cl] = b.servicePos(target.Name)
-	cla := loadAssignment(name, addrs)
+	cla := b.loadAssignment(name, addrs)
 	if allIPs(addrs) {
 		// The normal case: endpoints come over ADS and can change without
 		// touching the cluster.
@@ -59,6 +60,22 @@ func (b *classBuilder) outboundCluster(target *mesh.Service, port mesh.Port, ver
 	cl.OutlierDetection = outlierDetection(target.OutlierDetection)
 	b.clusters[name] = cl
 	return name, nil
+}
+
+// loadAssignment is the load assignment of an outbound cluster, made once
+// per compilation: a cluster name is one (service, port, version), so
+// every class that has the cluster shares the message (a 1,000-service
+// mesh holds 3,000 instead of 9,000).
+func (b *classBuilder) loadAssignment(name string, addrs []Address) *endpointv3.ClusterLoadAssignment {
+	if cla, ok := b.sharedLoads[name]; ok {
+		return cla
+	}
+	if b.sharedLoads == nil {
+		b.sharedLoads = map[string]*endpointv3.ClusterLoadAssignment{}
+	}
+	cla := loadAssignment(name, addrs)
+	b.sharedLoads[name] = cla
+	return cla
 }
 
 // inboundCluster adds the cluster to the app on loopback.

@@ -201,6 +201,9 @@ type compilation struct {
 	revision string
 	gate     bool                // run the acceptance gate
 	regexes  map[string]*problem // the gate's verdict per distinct regex
+	// sharedLoads are the load assignments made so far, by cluster name
+	// (the same in every class).
+	sharedLoads map[string]*endpointv3.ClusterLoadAssignment
 }
 
 // classBuilder collects the resources of one class.

@@ -189,6 +189,14 @@ func (r *reassignment) load(e edsCluster, old types.Resource) (*loadAt, error) {
 	for _, v := range e.versions {
 		lists = append(lists, r.eps[e.service][v])
 	}
+	oc, _ := old.(*endpointv3.ClusterLoadAssignment)
+	if holds, sure := holdsSorted(oc, lists, e.port); sure && holds {
+		// The common case of an update: this cluster's endpoints did not
+		// change. Told without merging (no allocation per cluster).
+		l := &loadAt{}
+		r.loads[e.name] = l
+		return l, nil
+	}
 	addrs := mergeAddresses(lists, e.port)
 	for _, a := range addrs {
 		if _, err := netip.ParseAddr(a.Host); err != nil {
@@ -196,7 +204,7 @@ func (r *reassignment) load(e edsCluster, old types.Resource) (*loadAt, error) {
 		}
 	}
 	l := &loadAt{}
-	if oc, ok := old.(*endpointv3.ClusterLoadAssignment); !ok || !holds(oc, addrs) {
+	if oc == nil || !holds(oc, addrs) {
 		cla := loadAssignment(e.name, addrs)
 		if err := cla.ValidateAll(); err != nil {
 			return nil, fmt.Errorf("cluster %s: load assignment: %w", e.name, err)
@@ -223,4 +231,70 @@ func holds(cla *endpointv3.ClusterLoadAssignment, addrs []Address) bool {
 		}
 	}
 	return true
+}
+
+// holdsSorted is holds(cla, mergeAddresses(lists, port)) without merging,
+// when every list is strictly increasing by host then port (port 0 read
+// as port) and names no "localhost" — as a feed of pod IPs gives them;
+// sure is false otherwise.
+func holdsSorted(cla *endpointv3.ClusterLoadAssignment, lists [][]Address, port uint32) (holds, sure bool) {
+	if cla == nil {
+		return false, false
+	}
+	key := func(a Address) Address {
+		if a.Port == 0 {
+			a.Port = port
+		}
+		return a
+	}
+	less := func(a, b Address) bool { return a.Host < b.Host || a.Host == b.Host && a.Port < b.Port }
+	total := 0
+	for _, l := range lists {
+		for i, a := range l {
+			if a.Host == "localhost" || i > 0 && !less(key(l[i-1]), key(a)) {
+				return false, false
+			}
+		}
+		total += len(l)
+	}
+	ls := cla.GetEndpoints()
+	if total == 0 {
+		return len(ls) == 0, true
+	}
+	if len(ls) != 1 {
+		return false, true
+	}
+	lbs := ls[0].GetLbEndpoints()
+	var heads [8]int
+	if len(lists) > len(heads) {
+		return false, false
+	}
+	n := 0
+	var prev Address
+	for {
+		min := -1
+		for i, l := range lists {
+			if heads[i] < len(l) && (min < 0 || less(key(l[heads[i]]), key(lists[min][heads[min]]))) {
+				min = i
+			}
+		}
+		if min < 0 {
+			break
+		}
+		a := key(lists[min][heads[min]])
+		heads[min]++
+		if n > 0 && a == prev {
+			continue // in two versions: once
+		}
+		if n >= len(lbs) {
+			return false, true
+		}
+		sa := lbs[n].GetEndpoint().GetAddress().GetSocketAddress()
+		if sa.GetAddress() != a.Host || sa.GetPortValue() != a.Port {
+			return false, true
+		}
+		prev = a
+		n++
+	}
+	return n == len(lbs), true
 }

@@ -69,15 +69,21 @@ func NewMetrics(reg prometheus.Registerer, c *CA) (*Metrics, error) {
 		now:    time.Now,
 		latest: map[cav1.Identity]time.Time{},
 	}
-	if c != nil {
-		m.root.Set(float64(c.Root().NotAfter.Unix()))
-	}
+	m.SetRoot(c)
 	for _, col := range []prometheus.Collector{m.signed, m.refused, m.root, m} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// SetRoot sets the root's expiry from c (nil: nothing), e.g. once the
+// controller has loaded the root.
+func (m *Metrics) SetRoot(c *CA) {
+	if c != nil {
+		m.root.Set(float64(c.Root().NotAfter.Unix()))
+	}
 }
 
 // Signed implements Observer.

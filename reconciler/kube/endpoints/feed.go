@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -32,8 +33,9 @@ type Server interface {
 	// RecordFailure records a failed attempt at a step before publish.
 	RecordFailure(rev, step string, err error)
 	// Revision is the revision served (after a rollback, the one rolled
-	// back to).
+	// back to); AppliedRevision the one a rollback would go back to.
 	Revision() string
+	AppliedRevision() string
 	// Changed is closed at the next change of the server's status.
 	Changed() <-chan struct{}
 }
@@ -80,7 +82,7 @@ type Stats struct {
 	Endpoints int
 }
 
-// maxBases bounds the revisions whose compiled result the Feed keeps (the
+// maxBases bounds the revisions whose model the Feed keeps (the
 // pipeline's Republish serves one of its last 4).
 const maxBases = 6
 
@@ -91,6 +93,9 @@ type base struct {
 	// res is the result last published for rev (with the endpoints of
 	// the time): WithEndpoints rebuilds from it, and the classes an
 	// endpoint change does not touch stay the objects the server has.
+	// It is dropped (nil) once the server can no longer serve rev (it is
+	// neither served nor the applied revision a rollback returns to): a
+	// compiled 1,000-service mesh is ~55 MB.
 	res *compiler.Result
 }
 
@@ -98,7 +103,6 @@ type base struct {
 // mesh; see the package documentation. It is the pipeline's Publisher
 // and Endpoints hook, and a manager.Runnable that every replica runs.
 type Feed struct {
-	reader    client.Reader
 	informers cache.Informers
 	srv       Server
 	opts      Options
@@ -114,22 +118,34 @@ type Feed struct {
 	servedRev  string      // what the Feed last published
 	servedEps  compiler.Endpoints
 	excluded   []Excluded
-	namespaces map[string]bool // of the models kept: events elsewhere are ignored
+	namespaces map[string]bool // of the models kept: events elsewhere do not wake the Feed
 	stats      Stats
 	firstEvent time.Time // of the burst being debounced
+
+	// The index of what the informers hold, kept from their events: the
+	// objects themselves (the informers' copies, never modified), so that
+	// an update reads them without listing (a List copies every item).
+	idx    sync.RWMutex
+	pods   map[types.NamespacedName]*corev1.Pod
+	slices map[string]map[string]map[string]*discoveryv1.EndpointSlice // namespace -> service -> slice name
+	synced chan struct{}                                               // closed once both informers' events are indexed
 }
 
-// New makes a Feed that reads EndpointSlices and pods through reader and
-// informers (both the manager's cache: mgr.GetCache()) and publishes to
-// srv. Run it with Start (mgr.Add).
-func New(reader client.Reader, informers cache.Informers, srv Server, opts Options) (*Feed, error) {
+// New makes a Feed that watches EndpointSlices and pods through informers
+// (the manager's cache: mgr.GetCache()) and publishes to srv. Run it with
+// Start (mgr.Add); Endpoints and Publish wait until it has indexed what
+// the informers hold.
+func New(informers cache.Informers, srv Server, opts Options) (*Feed, error) {
 	if opts.Debounce <= 0 {
 		opts.Debounce = DefaultDebounce
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	f := &Feed{reader: reader, informers: informers, srv: srv, opts: opts, log: opts.Logger, kick: make(chan struct{}, 1)}
+	f := &Feed{informers: informers, srv: srv, opts: opts, log: opts.Logger, kick: make(chan struct{}, 1),
+		pods:   map[types.NamespacedName]*corev1.Pod{},
+		slices: map[string]map[string]map[string]*discoveryv1.EndpointSlice{},
+		synced: make(chan struct{})}
 	if opts.Registerer != nil {
 		m, err := newMetrics(opts.Registerer)
 		if err != nil {
@@ -232,12 +248,18 @@ func (f *Feed) NeedLeaderElection() bool { return false }
 // Start watches EndpointSlices, pods and the server until ctx ends,
 // updating the served endpoints after each burst of changes.
 func (f *Feed) Start(ctx context.Context) error {
-	if err := f.watch(ctx, &discoveryv1.EndpointSlice{}, f.onSlice()); err != nil {
+	sliceReg, err := f.watch(ctx, &discoveryv1.EndpointSlice{}, f.onSlice())
+	if err != nil {
 		return err
 	}
-	if err := f.watch(ctx, &corev1.Pod{}, f.onPod()); err != nil {
+	podReg, err := f.watch(ctx, &corev1.Pod{}, f.onPod())
+	if err != nil {
 		return err
 	}
+	if !toolscache.WaitForCacheSync(ctx.Done(), sliceReg.HasSynced, podReg.HasSynced) {
+		return nil // ctx ended
+	}
+	close(f.synced)
 	go f.followServer(ctx)
 	var timer *time.Timer
 	var fire <-chan time.Time
@@ -261,46 +283,124 @@ func (f *Feed) Start(ctx context.Context) error {
 }
 
 // watch adds an event handler to the informer of obj's kind.
-func (f *Feed) watch(ctx context.Context, obj client.Object, h toolscache.ResourceEventHandler) error {
+func (f *Feed) watch(ctx context.Context, obj client.Object, h toolscache.ResourceEventHandler) (toolscache.ResourceEventHandlerRegistration, error) {
 	inf, err := f.informers.GetInformer(ctx, obj)
 	if err != nil {
-		return fmt.Errorf("endpoints: informer of %T: %w", obj, err)
+		return nil, fmt.Errorf("endpoints: informer of %T: %w", obj, err)
 	}
-	_, err = inf.AddEventHandler(h)
-	return err
+	reg, err := inf.AddEventHandler(h)
+	if err != nil {
+		return nil, fmt.Errorf("endpoints: informer of %T: %w", obj, err)
+	}
+	return reg, nil
 }
 
-// onSlice wakes the Feed on any change of an EndpointSlice in a
-// namespace of the mesh.
+// waitSynced waits until Start has indexed the informers' objects.
+func (f *Feed) waitSynced(ctx context.Context) error {
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	select {
+	case <-f.synced:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return errors.New("endpoints: the EndpointSlice and pod informers have not synced within a minute (is the Feed started?)")
+	}
+}
+
+// onSlice indexes EndpointSlices and wakes the Feed on any change of one
+// in a namespace of the mesh.
 func (f *Feed) onSlice() toolscache.ResourceEventHandler {
 	return toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { f.changedIn(obj) },
-		UpdateFunc: func(_, obj any) { f.changedIn(obj) },
-		DeleteFunc: func(obj any) { f.changedIn(obj) },
+		AddFunc:    func(obj any) { f.putSlice(obj, false) },
+		UpdateFunc: func(_, obj any) { f.putSlice(obj, false) },
+		DeleteFunc: func(obj any) { f.putSlice(obj, true) },
 	}
 }
 
-// onPod wakes the Feed when a pod of a namespace of the mesh appears, goes
-// or changes its labels (its version); readiness reaches the Feed through
-// the EndpointSlices.
+func (f *Feed) putSlice(obj any, deleted bool) {
+	if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj, deleted = d.Obj, true
+	}
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return
+	}
+	svc := s.Labels[discoveryv1.LabelServiceName]
+	f.idx.Lock()
+	byService := f.slices[s.Namespace]
+	if byService == nil {
+		byService = map[string]map[string]*discoveryv1.EndpointSlice{}
+		f.slices[s.Namespace] = byService
+	}
+	// A slice's service label could change: drop it wherever it was.
+	for name, byName := range byService {
+		if _, ok := byName[s.Name]; ok && name != svc {
+			delete(byName, s.Name)
+		}
+	}
+	if svc != "" {
+		if byService[svc] == nil {
+			byService[svc] = map[string]*discoveryv1.EndpointSlice{}
+		}
+		if deleted {
+			delete(byService[svc], s.Name)
+		} else {
+			byService[svc][s.Name] = s
+		}
+	}
+	f.idx.Unlock()
+	f.changedIn(s)
+}
+
+// onPod indexes pods and wakes the Feed when a pod of a namespace of the
+// mesh appears, goes or changes its labels (its version) or service
+// account; readiness reaches the Feed through the EndpointSlices.
 func (f *Feed) onPod() toolscache.ResourceEventHandler {
 	return toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) { f.changedIn(obj) },
+		AddFunc: func(obj any) { f.putPod(obj, false) },
 		UpdateFunc: func(old, obj any) {
 			o, ok1 := old.(*corev1.Pod)
 			n, ok2 := obj.(*corev1.Pod)
-			if !ok1 || !ok2 || !maps.Equal(o.Labels, n.Labels) {
-				f.changedIn(obj)
+			if !ok1 || !ok2 || !maps.Equal(o.Labels, n.Labels) || o.Spec.ServiceAccountName != n.Spec.ServiceAccountName {
+				f.putPod(obj, false)
+				return
 			}
+			f.idx.Lock()
+			f.pods[types.NamespacedName{Namespace: n.Namespace, Name: n.Name}] = n
+			f.idx.Unlock()
 		},
-		DeleteFunc: func(obj any) { f.changedIn(obj) },
+		DeleteFunc: func(obj any) { f.putPod(obj, true) },
 	}
+}
+
+func (f *Feed) putPod(obj any, deleted bool) {
+	if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj, deleted = d.Obj, true
+	}
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	key := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
+	f.idx.Lock()
+	if deleted {
+		delete(f.pods, key)
+	} else {
+		f.pods[key] = p
+	}
+	f.idx.Unlock()
+	f.changedIn(p)
 }
 
 // changedIn wakes the Feed for an event about obj in a namespace of the
 // mesh.
-func (f *Feed) changedIn(obj any) {
-	if f.inMesh(obj) {
+func (f *Feed) changedIn(obj client.Object) {
+	f.mu.Lock()
+	in := f.namespaces[obj.GetNamespace()]
+	f.mu.Unlock()
+	if in {
 		f.changed()
 	}
 }
@@ -318,21 +418,6 @@ func (f *Feed) changed() {
 	}
 }
 
-// inMesh reports whether obj (or a deleted object's last state) is in a
-// namespace of the mesh.
-func (f *Feed) inMesh(obj any) bool {
-	if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-		obj = d.Obj
-	}
-	o, ok := obj.(client.Object)
-	if !ok {
-		return false
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.namespaces[o.GetNamespace()]
-}
-
 // followServer wakes the Feed when the server serves another revision
 // than the Feed last published (a rollback).
 func (f *Feed) followServer(ctx context.Context) {
@@ -345,7 +430,11 @@ func (f *Feed) followServer(ctx context.Context) {
 		}
 		rev := f.srv.Revision()
 		f.mu.Lock()
-		other := rev != "" && rev != f.servedRev && f.base(rev) != nil
+		b := f.base(rev)
+		other := rev != "" && rev != f.servedRev && b != nil && b.res != nil
+		if !other {
+			f.prune() // a rollout applied: the previous fallback can go
+		}
 		f.mu.Unlock()
 		if other {
 			f.changed()
@@ -363,6 +452,9 @@ func (f *Feed) update(ctx context.Context) {
 	f.firstEvent = time.Time{}
 	rev := f.srv.Revision()
 	b := f.base(rev)
+	if b != nil && b.res == nil {
+		b = nil
+	}
 	f.mu.Unlock()
 	if b == nil {
 		return // nothing served yet, or not through the Feed
@@ -453,6 +545,18 @@ func (f *Feed) remember(b *base) {
 			f.namespaces[s.Namespace] = true
 		}
 	}
+	f.prune()
+}
+
+// prune drops the results of the revisions the server can no longer
+// serve; f.mu is held.
+func (f *Feed) prune() {
+	served, applied := f.srv.Revision(), f.srv.AppliedRevision()
+	for _, b := range f.bases {
+		if b.rev != served && b.rev != applied {
+			b.res = nil
+		}
+	}
 }
 
 // base is the kept revision rev, or nil; f.mu is held.
@@ -485,6 +589,9 @@ func (f *Feed) compute(ctx context.Context, m *mesh.Model) (compiler.Endpoints, 
 	if m == nil {
 		return nil, nil, errors.New("endpoints: no model")
 	}
+	if err := f.waitSynced(ctx); err != nil {
+		return nil, nil, err
+	}
 	eps := compiler.Endpoints{}
 	byNamespace := map[string][]*mesh.Service{}
 	for _, name := range m.ServiceNames() {
@@ -493,13 +600,11 @@ func (f *Feed) compute(ctx context.Context, m *mesh.Model) (compiler.Endpoints, 
 		byNamespace[s.Namespace] = append(byNamespace[s.Namespace], s)
 	}
 	var excluded []Excluded
+	f.idx.RLock()
 	for _, ns := range mesh.SortedKeys(byNamespace) {
-		x, err := f.namespace(ctx, ns, byNamespace[ns], eps)
-		if err != nil {
-			return nil, nil, err
-		}
-		excluded = append(excluded, x...)
+		excluded = append(excluded, f.namespace(ns, byNamespace[ns], eps)...)
 	}
+	f.idx.RUnlock()
 	for _, versions := range eps {
 		for v, addrs := range versions {
 			versions[v] = sortAddresses(addrs)
@@ -521,35 +626,20 @@ func (f *Feed) compute(ctx context.Context, m *mesh.Model) (compiler.Endpoints, 
 	return eps, excluded, nil
 }
 
-// namespace adds the endpoints of the services of one namespace to eps.
-func (f *Feed) namespace(ctx context.Context, ns string, svcs []*mesh.Service, eps compiler.Endpoints) ([]Excluded, error) {
-	var sl discoveryv1.EndpointSliceList
-	if err := f.reader.List(ctx, &sl, client.InNamespace(ns), client.HasLabels{discoveryv1.LabelServiceName}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("endpoints: listing EndpointSlices in %s: %w", ns, err)
-	}
-	var pl corev1.PodList
-	if err := f.reader.List(ctx, &pl, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("endpoints: listing pods in %s: %w", ns, err)
-	}
-	pods := make(map[string]*corev1.Pod, len(pl.Items))
-	for i := range pl.Items {
-		pods[pl.Items[i].Name] = &pl.Items[i]
-	}
-	bySvc := map[string][]*discoveryv1.EndpointSlice{}
-	for i := range sl.Items {
-		s := &sl.Items[i]
-		name := s.Labels[discoveryv1.LabelServiceName]
-		bySvc[name] = append(bySvc[name], s)
-	}
+// namespace adds the endpoints of the services of one namespace to eps;
+// f.idx is held.
+func (f *Feed) namespace(ns string, svcs []*mesh.Service, eps compiler.Endpoints) []Excluded {
 	var excluded []Excluded
 	for _, svc := range svcs {
 		seen := map[string]bool{}
-		for _, s := range bySvc[svc.Name] {
+		byName := f.slices[ns][svc.Name]
+		for _, name := range mesh.SortedKeys(byName) {
+			s := byName[name]
 			for _, e := range s.Endpoints {
-				addr, x := f.endpoint(svc, s, e, pods)
+				addr, pod, reason := f.endpoint(svc, s, e)
 				switch {
-				case x != nil:
-					excluded = append(excluded, *x)
+				case reason != "":
+					excluded = append(excluded, Excluded{Namespace: ns, Service: svc.Name, Pod: pod, Address: e.Addresses[0], Reason: reason})
 				case addr.host != "" && !seen[addr.host]:
 					seen[addr.host] = true
 					eps[svc.Name][addr.version] = append(eps[svc.Name][addr.version], compiler.Address{Host: addr.host})
@@ -557,43 +647,38 @@ func (f *Feed) namespace(ctx context.Context, ns string, svcs []*mesh.Service, e
 			}
 		}
 	}
-	return excluded, nil
+	return excluded
 }
 
 // address is an endpoint the Feed serves: host (empty: not ready, left
 // out silently) of version.
 type address struct{ host, version string }
 
-// endpoint judges one endpoint of service svc's slice s.
-func (f *Feed) endpoint(svc *mesh.Service, s *discoveryv1.EndpointSlice, e discoveryv1.Endpoint, pods map[string]*corev1.Pod) (address, *Excluded) {
+// endpoint judges one endpoint of service svc's slice s: the address to
+// serve (host "": none), or why it is left out (and its pod); f.idx is
+// held.
+func (f *Feed) endpoint(svc *mesh.Service, s *discoveryv1.EndpointSlice, e discoveryv1.Endpoint) (a address, pod, reason string) {
 	if e.Conditions.Ready != nil && !*e.Conditions.Ready || len(e.Addresses) == 0 {
-		return address{}, nil
+		return address{}, "", ""
 	}
-	x := &Excluded{Namespace: svc.Namespace, Service: svc.Name, Address: e.Addresses[0]}
 	if s.AddressType == discoveryv1.AddressTypeFQDN {
-		x.Reason = fmt.Sprintf("EndpointSlice %s has FQDN endpoints: only IPv4 and IPv6 addresses are served over EDS", s.Name)
-		return address{}, x
+		return address{}, "", fmt.Sprintf("EndpointSlice %s has FQDN endpoints: only IPv4 and IPv6 addresses are served over EDS", s.Name)
 	}
 	if e.TargetRef == nil || e.TargetRef.Kind != "Pod" {
-		x.Reason = "the endpoint names no pod, so its version cannot be told"
-		return address{}, x
+		return address{}, "", "the endpoint names no pod, so its version cannot be told"
 	}
-	x.Pod = e.TargetRef.Name
-	pod := pods[e.TargetRef.Name]
-	if pod == nil {
-		x.Reason = "its pod is not known yet"
-		return address{}, x
+	p := f.pods[types.NamespacedName{Namespace: s.Namespace, Name: e.TargetRef.Name}]
+	if p == nil {
+		return address{}, e.TargetRef.Name, "its pod is not known yet"
 	}
-	v, err := workload.Version(svc, pod.Labels)
+	v, err := workload.Version(svc, p.Labels)
 	if err != nil {
-		x.Reason = err.Error()
-		return address{}, x
+		return address{}, p.Name, err.Error()
 	}
-	if svc.MTLS != mesh.MTLSDisable && workload.ServiceAccount(pod) != svc.ServiceAccount {
-		x.Reason = fmt.Sprintf("the pod runs as service account %s, not %s: callers would refuse its certificate", workload.ServiceAccount(pod), svc.ServiceAccount)
-		return address{}, x
+	if svc.MTLS != mesh.MTLSDisable && workload.ServiceAccount(p) != svc.ServiceAccount {
+		return address{}, p.Name, fmt.Sprintf("the pod runs as service account %s, not %s: callers would refuse its certificate", workload.ServiceAccount(p), svc.ServiceAccount)
 	}
-	return address{host: e.Addresses[0], version: v}, nil
+	return address{host: e.Addresses[0], version: v}, "", ""
 }
 
 func sortAddresses(a []compiler.Address) []compiler.Address {

@@ -80,7 +80,7 @@ func start(t *testing.T, mtls string) *fixture {
 	f.addr = ln.Addr().String()
 	go f.srv.Serve(ln)
 	t.Cleanup(f.srv.Stop)
-	f.feed, err = endpoints.New(mgr.GetCache(), mgr.GetCache(), f.srv, endpoints.Options{Logger: quiet()})
+	f.feed, err = endpoints.New(mgr.GetCache(), f.srv, endpoints.Options{Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,7 @@
 //
 //	serving.CacheOptions(&mgrOpts.Cache)          // trims cached pods
 //	s, err := serving.Setup(mgr, serving.Options{Namespace: ns, TrustDomain: td, ...})
-//	p := &pipeline.Pipeline{Endpoints: s.Feed.Endpoints, Publisher: s.Feed, Check: s.CheckTrustDomain, ...}
+//	p := &pipeline.Pipeline{Endpoints: s.Feed.Endpoints, Publisher: s.Publisher, Check: s.CheckTrustDomain, ...}
 //
 // Setup adds to the manager, as runnables that do not need leader
 // election:

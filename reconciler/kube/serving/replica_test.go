@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,6 +67,9 @@ type replicaState struct {
 	Ready       bool          `json:"ready"`
 	CreatedRoot bool          `json:"createdRoot"`
 	Reconciled  string        `json:"reconciled"` // the revision the pipeline served, or its error
+	Endpoints   int           `json:"endpoints"`  // served by the feed
+	Excluded    int           `json:"excluded"`
+	Updates     int           `json:"updates"` // endpoint updates published
 	XDS         status.Status `json:"xds"`
 }
 
@@ -111,7 +116,7 @@ func runReplica(cfg replicaConfig, log *slog.Logger) error {
 		if !mgr.GetCache().WaitForCacheSync(ctx) {
 			return nil
 		}
-		p := &pipeline.Pipeline{Gate: &pipeline.Gate{NoPolicies: true}, Endpoints: s.Feed.Endpoints, Publisher: s.Feed, Check: s.CheckTrustDomain}
+		p := &pipeline.Pipeline{Gate: &pipeline.Gate{NoPolicies: true}, Endpoints: s.Feed.Endpoints, Publisher: s.Publisher, Check: s.CheckTrustDomain}
 		_, err := p.Reconcile(ctx, pipeline.Revision{Name: cfg.Revision, Dir: cfg.MeshDir})
 		<-reconciled
 		if err != nil {
@@ -126,10 +131,20 @@ func runReplica(cfg replicaConfig, log *slog.Logger) error {
 		return err
 	}
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/pprof/heap", pprof.Handler("heap").ServeHTTP)
+	mux.HandleFunc("GET /debug/pprof/allocs", pprof.Handler("allocs").ServeHTTP)
+	mux.HandleFunc("GET /heap", func(w http.ResponseWriter, _ *http.Request) {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		_ = json.NewEncoder(w).Encode(map[string]uint64{"heapAlloc": ms.HeapAlloc, "sys": ms.Sys, "heapSys": ms.HeapSys, "heapReleased": ms.HeapReleased})
+	})
 	mux.HandleFunc("GET /state", func(w http.ResponseWriter, _ *http.Request) {
 		r := <-reconciled
 		reconciled <- r
-		st := replicaState{Leader: serving.IsLeader(mgr), CreatedRoot: s.RootCreated(), Reconciled: r, XDS: s.XDS.Status()}
+		fs := s.Feed.Stats()
+		st := replicaState{Leader: serving.IsLeader(mgr), CreatedRoot: s.RootCreated(), Reconciled: r, XDS: s.XDS.Status(),
+			Endpoints: fs.Endpoints, Excluded: len(s.Feed.Excluded()), Updates: fs.Updates}
 		select {
 		case <-s.Ready():
 			st.Ready = true
@@ -157,7 +172,7 @@ type replica struct {
 }
 
 // startReplica runs a replica with cfg (its addresses are picked here).
-func startReplica(t *testing.T, cfg replicaConfig) *replica {
+func startReplica(t testing.TB, cfg replicaConfig) *replica {
 	t.Helper()
 	ports := tooltest.FreePorts(t, 3)
 	addr := func(p uint32) string { return fmt.Sprintf("127.0.0.1:%d", p) }
@@ -236,7 +251,7 @@ func (r *replica) state() (replicaState, bool) {
 }
 
 // waitState polls the replica's state until cond holds.
-func (r *replica) waitState(t *testing.T, d time.Duration, what string, cond func(replicaState) bool) replicaState {
+func (r *replica) waitState(t testing.TB, d time.Duration, what string, cond func(replicaState) bool) replicaState {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
@@ -260,7 +275,7 @@ func (r *replica) waitState(t *testing.T, d time.Duration, what string, cond fun
 // controller's service account (a TokenRequest token), after applying
 // environments/deploy's RBAC: the replicas run with the least privilege
 // of a real install.
-func controllerKubeconfig(t *testing.T, env *kubetest.Env) string {
+func controllerKubeconfig(t testing.TB, env *kubetest.Env) string {
 	t.Helper()
 	kubetesting.Namespace(t, env.Clientset, "weft-system")
 	rbac := tooltest.RepoRoot() + "/environments/deploy/rbac.yaml"
@@ -289,7 +304,7 @@ type tcpProxy struct {
 	backends []string
 }
 
-func startProxy(t *testing.T, backends ...string) *tcpProxy {
+func startProxy(t testing.TB, backends ...string) *tcpProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -332,4 +347,3 @@ func (p *tcpProxy) forward(c net.Conn) {
 	c.Close()
 	b.Close()
 }
-
