@@ -26,7 +26,8 @@
 // rebuilds only the load assignments of a compiled result (and the
 // snapshot versions, resuming a hash state Compile kept), giving exactly
 // what Compile would give with eps, and shares everything else; a class
-// whose load assignments do not change is returned as is.
+// whose load assignments do not change is returned as is. A cluster's load
+// assignment is one message, shared by every class that has the cluster.
 //
 // # Proxy classes and scoping
 //
