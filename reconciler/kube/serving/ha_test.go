@@ -77,8 +77,9 @@ func TestTwoReplicasFailover(t *testing.T) {
 	cfg.Name = "b"
 	b := startReplica(t, cfg)
 	stB := b.waitState(t, 2*time.Minute, "ready with r1", func(st replicaState) bool { return st.Ready && st.Reconciled == "r1" })
-	if stB.Leader || stB.CreatedRoot {
-		t.Fatalf("replica b: leader %v, created the root %v; want neither", stB.Leader, stB.CreatedRoot)
+	if stB.Leader || stB.CreatedRoot || stB.OnElected || !stA.OnElected {
+		t.Fatalf("replica b: leader %v, created the root %v, OnElected ran %v (a: %v); want neither on b, OnElected on a",
+			stB.Leader, stB.CreatedRoot, stB.OnElected, stA.OnElected)
 	}
 	if len(stA.XDS.Classes) != 3 || !maps.Equal(stA.XDS.Classes, stB.XDS.Classes) {
 		t.Fatalf("the replicas serve different versions:\na %v\nb %v", stA.XDS.Classes, stB.XDS.Classes)
@@ -155,7 +156,7 @@ func TestTwoReplicasFailover(t *testing.T) {
 		t.Fatalf("the survivor's certificate does not verify with the root: %v", err)
 	}
 
-	b.waitState(t, 30*time.Second, "leader", func(st replicaState) bool { return st.Leader })
+	b.waitState(t, 30*time.Second, "leader, OnElected run", func(st replicaState) bool { return st.Leader && st.OnElected })
 	leader := time.Since(killed)
 
 	// The survivor serves endpoint changes.

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -69,7 +70,8 @@ type replicaState struct {
 	Reconciled  string        `json:"reconciled"` // the revision the pipeline served, or its error
 	Endpoints   int           `json:"endpoints"`  // served by the feed
 	Excluded    int           `json:"excluded"`
-	Updates     int           `json:"updates"` // endpoint updates published
+	Updates     int           `json:"updates"`   // endpoint updates published
+	OnElected   bool          `json:"onElected"` // serving.OnElected ran
 	XDS         status.Status `json:"xds"`
 }
 
@@ -108,6 +110,10 @@ func runReplica(cfg replicaConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var electedRan atomic.Bool
+	if err := serving.OnElected(mgr, func(context.Context) { electedRan.Store(true) }); err != nil {
+		return err
+	}
 	reconciled := make(chan string, 1)
 	reconciled <- ""
 	// Every replica compiles and serves: not a leader-only runnable (a
@@ -144,7 +150,7 @@ func runReplica(cfg replicaConfig, log *slog.Logger) error {
 		reconciled <- r
 		fs := s.Feed.Stats()
 		st := replicaState{Leader: serving.IsLeader(mgr), CreatedRoot: s.RootCreated(), Reconciled: r, XDS: s.XDS.Status(),
-			Endpoints: fs.Endpoints, Excluded: len(s.Feed.Excluded()), Updates: fs.Updates}
+			Endpoints: fs.Endpoints, Excluded: len(s.Feed.Excluded()), Updates: fs.Updates, OnElected: electedRan.Load()}
 		select {
 		case <-s.Ready():
 			st.Ready = true
