@@ -7,6 +7,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -39,8 +40,8 @@ func (b *classBuilder) outboundCluster(target *mesh.Service, port mesh.Port, ver
 		Metadata:       clusterMetadata(target, port.Port, version),
 	}
 	b.origin[cl] = b.servicePos(target.Name)
-	cla := loadAssignment(name, addrs)
-	if version == "" {
+	cla, fresh := b.loadAssignment(name, addrs)
+	if fresh && version == "" {
 		if err := b.labelVersions(cla, target, port.Port); err != nil {
 			return "", err
 		}
@@ -51,6 +52,7 @@ func (b *classBuilder) outboundCluster(target *mesh.Service, port mesh.Port, ver
 		cl.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
 		cl.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource()}
 		b.loads[name] = cla
+		b.eds[name] = edsCluster{name: name, service: target.Name, versions: clusterVersions(target, version), all: version == "", port: port.Port}
 	} else {
 		// Static endpoints written as DNS names (VMs): Envoy resolves them.
 		cl.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
@@ -65,6 +67,22 @@ func (b *classBuilder) outboundCluster(target *mesh.Service, port mesh.Port, ver
 	cl.OutlierDetection = outlierDetection(target.OutlierDetection)
 	b.clusters[name] = cl
 	return name, nil
+}
+
+// loadAssignment is the load assignment of an outbound cluster, made once
+// per compilation: a cluster name is one (service, port, version), so
+// every class that has the cluster shares the message (a 1,000-service
+// mesh holds 3,000 instead of 9,000).
+func (b *classBuilder) loadAssignment(name string, addrs []Address) (cla *endpointv3.ClusterLoadAssignment, fresh bool) {
+	if cla, ok := b.sharedLoads[name]; ok {
+		return cla, false
+	}
+	if b.sharedLoads == nil {
+		b.sharedLoads = map[string]*endpointv3.ClusterLoadAssignment{}
+	}
+	cla = loadAssignment(name, addrs)
+	b.sharedLoads[name] = cla
+	return cla, true
 }
 
 // inboundCluster adds the cluster to the app on loopback.

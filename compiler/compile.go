@@ -84,6 +84,15 @@ type Class struct {
 	// The messages may be shared with other classes of the same service:
 	// treat them as immutable and proto.Clone before patching one.
 	Resources map[resource.Type][]types.Resource
+
+	// What WithEndpoints needs to rebuild the load assignments without
+	// compiling again: the revision, the EDS clusters (sorted by name) and
+	// the state of the snapshot version's hash after every resource but
+	// the load assignments. Set by Compile; a class built otherwise has
+	// none.
+	revision  string
+	eds       []edsCluster
+	hashState []byte
 }
 
 // Result is a compiled mesh.
@@ -178,6 +187,9 @@ type compilation struct {
 	revision string
 	gate     bool                // run the acceptance gate
 	regexes  map[string]*problem // the gate's verdict per distinct regex
+	// sharedLoads are the load assignments made so far, by cluster name
+	// (the same in every class).
+	sharedLoads map[string]*endpointv3.ClusterLoadAssignment
 }
 
 // classBuilder collects the resources of one class.
@@ -190,6 +202,7 @@ type classBuilder struct {
 	routes    map[string]*routev3.RouteConfiguration
 	clusters  map[string]*clusterv3.Cluster
 	loads     map[string]*endpointv3.ClusterLoadAssignment
+	eds       map[string]edsCluster
 	origin    origins
 }
 
@@ -206,11 +219,11 @@ func (c *compilation) class(svc *mesh.Service, version string) (*Class, error) {
 			return nil, c.findingErrors(fs, cl.Provenance)
 		}
 	}
-	v, err := snapshotVersion(c.revision, cl.Resources)
+	v, state, err := snapshotVersion(c.revision, cl.Resources)
 	if err != nil {
 		return nil, err
 	}
-	cl.SnapshotVersion = v
+	cl.SnapshotVersion, cl.revision, cl.hashState = v, c.revision, state
 	return cl, nil
 }
 
@@ -225,6 +238,7 @@ func (c *compilation) assemble(svc *mesh.Service, version string) (*Class, map[*
 		routes:      map[string]*routev3.RouteConfiguration{},
 		clusters:    map[string]*clusterv3.Cluster{},
 		loads:       map[string]*endpointv3.ClusterLoadAssignment{},
+		eds:         map[string]edsCluster{},
 		origin:      origins{},
 	}
 	if err := b.build(); err != nil {
@@ -257,6 +271,9 @@ func (c *compilation) assemble(svc *mesh.Service, version string) (*Class, map[*
 	}
 	for _, k := range mesh.SortedKeys(b.loads) {
 		cl.Resources[resource.EndpointType] = append(cl.Resources[resource.EndpointType], b.loads[k])
+	}
+	for _, k := range mesh.SortedKeys(b.eds) {
+		cl.eds = append(cl.eds, b.eds[k])
 	}
 	cl.Provenance = b.origin.provenances(cl.Resources)
 	return cl, b.packed, nil

@@ -22,6 +22,13 @@
 // (Version.Endpoints, "host:port"). An Address with port 0 means "this
 // host, on the port of the cluster's service port" (a pod IP).
 //
+// WithEndpoints(res, eps) is the cheap path of an endpoint change: it
+// rebuilds only the load assignments of a compiled result (and the
+// snapshot versions, resuming a hash state Compile kept), giving exactly
+// what Compile would give with eps, and shares everything else; a class
+// whose load assignments do not change is returned as is. A cluster's load
+// assignment is one message, shared by every class that has the cluster.
+//
 // # Proxy classes and scoping
 //
 // A proxy class is one (service, version), named "<service>-<version>".

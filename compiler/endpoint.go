@@ -15,21 +15,37 @@ import (
 )
 
 // addresses returns the endpoints of one version of s (every version when
-// version is ""), for a cluster of the given service port: sorted, without
-// duplicates, port 0 replaced by the service port and "localhost" by
-// 127.0.0.1 (so that a local-mode endpoint never resolves to ::1).
+// version is ""), for a cluster of the given service port: see
+// mergeAddresses.
 func (c *compilation) addresses(s *mesh.Service, version string, port uint32) ([]Address, error) {
-	versions := []string{version}
-	if version == "" {
-		versions = s.VersionNames()
-	}
-	seen := map[Address]bool{}
-	var out []Address
-	for _, v := range versions {
+	lists := make([][]Address, 0, len(s.Versions))
+	for _, v := range clusterVersions(s, version) {
 		addrs, err := c.versionAddresses(s, v)
 		if err != nil {
 			return nil, err
 		}
+		lists = append(lists, addrs)
+	}
+	return mergeAddresses(lists, port), nil
+}
+
+// clusterVersions are the versions whose endpoints a cluster of s holds:
+// version, or every version of s when version is "".
+func clusterVersions(s *mesh.Service, version string) []string {
+	if version == "" {
+		return s.VersionNames()
+	}
+	return []string{version}
+}
+
+// mergeAddresses is the endpoints of a cluster of the given service port
+// from the addresses of its versions: sorted, without duplicates, port 0
+// replaced by the service port and "localhost" by 127.0.0.1 (so that a
+// local-mode endpoint never resolves to ::1).
+func mergeAddresses(lists [][]Address, port uint32) []Address {
+	seen := map[Address]bool{}
+	var out []Address
+	for _, addrs := range lists {
 		for _, a := range addrs {
 			if a.Port == 0 {
 				a.Port = port
@@ -49,7 +65,7 @@ func (c *compilation) addresses(s *mesh.Service, version string, port uint32) ([
 		}
 		return out[i].Port < out[j].Port
 	})
-	return out, nil
+	return out
 }
 
 func (c *compilation) versionAddresses(s *mesh.Service, version string) ([]Address, error) {

@@ -2,8 +2,10 @@ package compiler
 
 import (
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"fmt"
+	"hash"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -22,25 +24,53 @@ var ResourceTypes = []resource.Type{
 
 // snapshotVersion is "<revision>/<hash>": the first 12 hex digits of a
 // sha256 over every resource (type URL, name, deterministic proto
-// encoding), in type then name order.
-func snapshotVersion(revision string, res map[resource.Type][]types.Resource) (string, error) {
+// encoding), in type then name order. state is the hash's state after
+// every type but the load assignments (the last type), from which
+// WithEndpoints finishes the hash of new load assignments.
+func snapshotVersion(revision string, res map[resource.Type][]types.Resource) (version string, state []byte, err error) {
 	h := sha256.New()
+	last := len(ResourceTypes) - 1
+	if err := hashTypes(h, ResourceTypes[:last], res); err != nil {
+		return "", nil, err
+	}
+	if state, err = h.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+		return "", nil, err
+	}
+	if err := hashTypes(h, ResourceTypes[last:], res); err != nil {
+		return "", nil, err
+	}
+	return versionString(revision, h), state, nil
+}
+
+// hashTypes adds the resources of the given types to h.
+func hashTypes(h hash.Hash, ts []resource.Type, res map[resource.Type][]types.Resource) error {
 	opts := proto.MarshalOptions{Deterministic: true}
-	for _, t := range ResourceTypes {
+	for _, t := range ts {
 		for _, r := range res[t] {
 			b, err := opts.Marshal(r)
 			if err != nil {
-				return "", fmt.Errorf("hashing %s %q: %w", t, cache.GetResourceName(r), err)
+				return fmt.Errorf("hashing %s %q: %w", t, cache.GetResourceName(r), err)
 			}
-			fmt.Fprintf(h, "%s\x00%s\x00%d\x00", t, cache.GetResourceName(r), len(b))
-			h.Write(b)
+			hashResource(h, t, cache.GetResourceName(r), b)
 		}
 	}
+	return nil
+}
+
+// hashResource adds one resource, marshaled deterministically, to h.
+func hashResource(h hash.Hash, t resource.Type, name string, b []byte) {
+	fmt.Fprintf(h, "%s\x00%s\x00%d\x00", t, name, len(b))
+	h.Write(b)
+}
+
+// versionString is "<revision>/<first 12 hex digits of h>" (just the
+// digits when revision is empty).
+func versionString(revision string, h hash.Hash) string {
 	sum := hex.EncodeToString(h.Sum(nil))[:12]
 	if revision == "" {
-		return sum, nil
+		return sum
 	}
-	return revision + "/" + sum, nil
+	return revision + "/" + sum
 }
 
 // Snapshot is the class as a go-control-plane snapshot, versioned with

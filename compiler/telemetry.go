@@ -357,13 +357,25 @@ func clusterMetadata(target *mesh.Service, port uint32, version string) *corev3.
 // version each address belongs to (the first version, in order, that has
 // it), so that a request's stats name the version that served it.
 func (b *classBuilder) labelVersions(cla *endpointv3.ClusterLoadAssignment, target *mesh.Service, port uint32) error {
-	versionOf := map[Address]string{}
+	byVersion := map[string][]Address{}
 	for _, v := range target.VersionNames() {
 		addrs, err := b.addresses(target, v, port)
 		if err != nil {
 			return err
 		}
-		for _, a := range addrs {
+		byVersion[v] = addrs
+	}
+	setEndpointVersions(cla, target.VersionNames(), byVersion)
+	return nil
+}
+
+// setEndpointVersions writes into the metadata of each endpoint of cla
+// (an all-versions cluster's) the version whose addresses hold it: the
+// first of versions, in that order, for an address two versions share.
+func setEndpointVersions(cla *endpointv3.ClusterLoadAssignment, versions []string, byVersion map[string][]Address) {
+	versionOf := map[Address]string{}
+	for _, v := range versions {
+		for _, a := range byVersion[v] {
 			if _, ok := versionOf[a]; !ok {
 				versionOf[a] = v
 			}
@@ -381,7 +393,6 @@ func (b *classBuilder) labelVersions(cla *endpointv3.ClusterLoadAssignment, targ
 			}}}}
 		}
 	}
-	return nil
 }
 
 // ClusterStatName is the alt_stat_name of cluster name: the name with '|',

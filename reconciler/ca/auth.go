@@ -16,8 +16,9 @@ import (
 )
 
 // Authenticator maps a workload's credential to the identity it owns.
-// Local mode uses TokenAuthenticator; Kubernetes will check
-// service-account tokens with TokenReview.
+// Local mode uses TokenAuthenticator; in Kubernetes,
+// reconciler/kube/identity's TokenReviewAuthenticator checks projected
+// service-account tokens with the TokenReview API.
 type Authenticator interface {
 	// Authenticate returns the identity that token owns, or an error
 	// wrapping ErrUnauthenticated when the token is unknown or invalid.

@@ -54,6 +54,11 @@ type Config struct {
 	// RootCertFile and RootKeyFile load an existing root instead (e.g. from
 	// a Kubernetes Secret). The key may be PKCS#8, SEC 1 (EC) or PKCS#1.
 	RootCertFile, RootKeyFile string
+	// RootCertPEM and RootKeyPEM give the root itself (the controller reads
+	// them from the Secret weft-ca-root through the API; GenerateRoot
+	// makes a new pair). A root whose SPIFFE URI names another trust
+	// domain is refused.
+	RootCertPEM, RootKeyPEM []byte
 	// DefaultTTL is the lifetime of a workload certificate when the CSR
 	// asks for none (default 24h). Requests are clamped to [MinTTL, MaxTTL]
 	// (defaults 10m and 7d); tests lower MinTTL to exercise rotation.
@@ -110,6 +115,14 @@ func New(cfg Config) (*CA, error) {
 	c := &CA{cfg: cfg}
 	var err error
 	switch {
+	case len(cfg.RootCertPEM) > 0 || len(cfg.RootKeyPEM) > 0:
+		if len(cfg.RootCertPEM) == 0 || len(cfg.RootKeyPEM) == 0 || cfg.StateDir != "" || cfg.RootCertFile != "" || cfg.RootKeyFile != "" {
+			return nil, errors.New("ca: give both RootCertPEM and RootKeyPEM, and no StateDir or root files")
+		}
+		c.root, c.key, err = parseRoot(cfg.RootCertPEM, cfg.RootKeyPEM, "the root certificate", "the root key")
+		if err == nil {
+			err = checkRootDomain(c.root, cfg.TrustDomain)
+		}
 	case cfg.RootCertFile != "" || cfg.RootKeyFile != "":
 		if cfg.RootCertFile == "" || cfg.RootKeyFile == "" || cfg.StateDir != "" {
 			return nil, errors.New("ca: give both RootCertFile and RootKeyFile, and no StateDir")
@@ -363,6 +376,30 @@ func (c *CA) loadOrCreate(dir string) (*x509.Certificate, crypto.Signer, error) 
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("ca: %w", err)
 	}
+	certPEM, keyPEM, err := GenerateRoot(c.cfg.TrustDomain, c.cfg.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	// The key first: a root certificate without its key is never left behind.
+	if err := writeFileAtomic(keyFile, keyPEM, 0o600); err != nil {
+		return nil, nil, fmt.Errorf("ca: %w", err)
+	}
+	if err := writeFileAtomic(certFile, certPEM, 0o644); err != nil {
+		return nil, nil, fmt.Errorf("ca: %w", err)
+	}
+	return parseRoot(certPEM, keyPEM, certFile, keyFile)
+}
+
+// GenerateRoot makes a new mesh CA root for trustDomain: an ECDSA P-256
+// key and a self-signed CA certificate (URI SAN spiffe://<trustDomain>,
+// path length 0, certSign and CRLSign, valid from now less Backdate for
+// DefaultRootTTL), both PEM ("CERTIFICATE", and "PRIVATE KEY" in
+// PKCS#8). The controller stores them in its Secret; a state directory
+// in its two files.
+func GenerateRoot(trustDomain string, now time.Time) (certPEM, keyPEM []byte, err error) {
+	if err := (cav1.Identity{TrustDomain: trustDomain, Namespace: "x", ServiceAccount: "x"}).Validate(); err != nil {
+		return nil, nil, fmt.Errorf("ca: trust domain %q is invalid", trustDomain)
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -371,11 +408,10 @@ func (c *CA) loadOrCreate(dir string) (*x509.Certificate, crypto.Signer, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	now := c.cfg.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{Organization: []string{"weft"}, CommonName: "weft mesh CA " + c.cfg.TrustDomain},
-		URIs:                  []*url.URL{{Scheme: "spiffe", Host: c.cfg.TrustDomain}},
+		Subject:               pkix.Name{Organization: []string{"weft"}, CommonName: "weft mesh CA " + trustDomain},
+		URIs:                  []*url.URL{{Scheme: "spiffe", Host: trustDomain}},
 		NotBefore:             now.Add(-Backdate),
 		NotAfter:              now.Add(DefaultRootTTL),
 		IsCA:                  true,
@@ -391,15 +427,21 @@ func (c *CA) loadOrCreate(dir string) (*x509.Certificate, crypto.Signer, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	// The key first: a root certificate without its key is never left behind.
-	if err := writeFileAtomic(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return nil, nil, fmt.Errorf("ca: %w", err)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+// checkRootDomain refuses a root whose SPIFFE URI SAN names another trust
+// domain than the CA's (a root without one is accepted: it may come from
+// another tool).
+func checkRootDomain(root *x509.Certificate, trustDomain string) error {
+	for _, u := range root.URIs {
+		if u.Scheme == "spiffe" && u.Host != trustDomain {
+			return fmt.Errorf("ca: the root %q is the CA of trust domain %q, not %q: the trust domain cannot change without a new root (and every workload certificate reissued)",
+				root.Subject.CommonName, u.Host, trustDomain)
+		}
 	}
-	if err := writeFileAtomic(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return nil, nil, fmt.Errorf("ca: %w", err)
-	}
-	root, err := x509.ParseCertificate(der)
-	return root, key, err
+	return nil
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
@@ -454,21 +496,27 @@ func (c *CA) loadRoot(certFile, keyFile string) (*x509.Certificate, crypto.Signe
 	if err != nil {
 		return nil, nil, fmt.Errorf("ca: %w", err)
 	}
-	block, _ := pem.Decode(certPEM)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, nil, fmt.Errorf("ca: %s: no PEM CERTIFICATE block", certFile)
-	}
-	root, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return nil, nil, fmt.Errorf("ca: %s: %w", certFile, err)
-	}
 	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ca: %w", err)
 	}
+	return parseRoot(certPEM, keyPEM, certFile, keyFile)
+}
+
+// parseRoot parses a root certificate and its private key (PKCS#8, SEC 1
+// or PKCS#1 PEM); certName and keyName name them in errors.
+func parseRoot(certPEM, keyPEM []byte, certName, keyName string) (*x509.Certificate, crypto.Signer, error) {
+	block, _ := pem.Decode(certPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, nil, fmt.Errorf("ca: %s: no PEM CERTIFICATE block", certName)
+	}
+	root, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ca: %s: %w", certName, err)
+	}
 	kb, _ := pem.Decode(keyPEM)
 	if kb == nil {
-		return nil, nil, fmt.Errorf("ca: %s: no PEM block", keyFile)
+		return nil, nil, fmt.Errorf("ca: %s: no PEM block", keyName)
 	}
 	var key any
 	switch kb.Type {
@@ -482,15 +530,15 @@ func (c *CA) loadRoot(certFile, keyFile string) (*x509.Certificate, crypto.Signe
 		err = fmt.Errorf("unsupported PEM block %q", kb.Type)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("ca: %s: %w", keyFile, err)
+		return nil, nil, fmt.Errorf("ca: %s: %w", keyName, err)
 	}
 	signer, ok := key.(crypto.Signer)
 	if !ok {
-		return nil, nil, fmt.Errorf("ca: %s: key %T cannot sign", keyFile, key)
+		return nil, nil, fmt.Errorf("ca: %s: key %T cannot sign", keyName, key)
 	}
 	type equaler interface{ Equal(crypto.PublicKey) bool }
 	if pub, ok := signer.Public().(equaler); !ok || !pub.Equal(root.PublicKey) {
-		return nil, nil, fmt.Errorf("ca: %s is not the key of %s", keyFile, certFile)
+		return nil, nil, fmt.Errorf("ca: %s is not the key of %s", keyName, certName)
 	}
 	return root, signer, nil
 }

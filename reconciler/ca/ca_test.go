@@ -286,12 +286,22 @@ func TestTokenAuthenticator(t *testing.T) {
 // returns a client that trusts the CA's bundle.
 func startServer(t *testing.T, c *CA, auth Authenticator) cav1.CertificateServiceClient {
 	t.Helper()
+	return startServerObserved(t, c, auth, nil)
+}
+
+// startServerObserved is startServer with an Observer (nil: none).
+func startServerObserved(t *testing.T, c *CA, auth Authenticator, o Observer) cav1.CertificateServiceClient {
+	t.Helper()
 	tlsCfg, err := c.ServerTLS(cav1.Identity{TrustDomain: c.TrustDomain(), Namespace: "weft-system", ServiceAccount: "weft"}, []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, tls.NoClientCert)
 	if err != nil {
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsCfg)))
-	NewServer(c, auth, nil).Register(gs)
+	srv := NewServer(c, auth, nil)
+	if o != nil {
+		srv.Observe(o)
+	}
+	srv.Register(gs)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -419,4 +429,9 @@ func BenchmarkSignParallel(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "certs/s")
+}
+
+// x509VerifyOptions verifies a workload certificate against c's bundle.
+func x509VerifyOptions(c *CA) x509.VerifyOptions {
+	return x509.VerifyOptions{Roots: c.TrustPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
 }

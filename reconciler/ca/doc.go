@@ -1,11 +1,16 @@
 // Package ca is the mesh CA: an ECDSA P-256 root (generated on first start
-// into a state directory, or loaded from files such as a Kubernetes
-// Secret) that signs short-lived workload certificates carrying the
+// into a state directory, loaded from files, or given as PEM — the
+// Kubernetes controller reads it from its Secret, see
+// reconciler/kube/caroot — and made by GenerateRoot) that signs
+// short-lived workload certificates carrying the
 // workload's SPIFFE id as their only URI SAN, and the control plane's own
 // serving certificates. Server exposes signing as the gRPC
 // weft.ca.v1.CertificateService (reconciler/api/ca/v1), authenticated by an
 // Authenticator; TokenAuthenticator is the local mode's (per-workload
-// token files written by `weft up`).
+// token files written by `weft up`), reconciler/kube/identity's
+// TokenReviewAuthenticator the cluster's (projected service-account
+// tokens checked with the TokenReview API). An Observer (Metrics: the
+// Prometheus counters and gauges) is told every outcome.
 //
 // # API
 //
@@ -45,6 +50,7 @@
 //
 // # Imports
 //
-// Only reconciler/api/ca/v1 of weft. The sidecar must not import this
+// Only reconciler/api/ca/v1 of weft (and client_golang for Metrics). The
+// sidecar must not import this
 // package (tests/layering_test.go): it talks to it over the API.
 package ca

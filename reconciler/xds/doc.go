@@ -100,7 +100,20 @@
 // changed. A revision that changes a cluster (its TLS, circuit breaker,
 // outlier detection...) would leave it warming, so for delta nodes the version of a load assignment also
 // covers its cluster: a changed cluster brings its load assignment along
-// (see deltaVersions).
+// (see deltaVersions). A side effect: a delta proxy that reconnects
+// holding the served version (initial_resource_versions carry the
+// resources' own hashes) is sent its load assignments again.
+//
+// A delta proxy that reconnects — to this server restarted, or to another
+// replica — reopens each type with the versions it holds; the cache sends
+// a type subscribed by name nothing when they are the snapshot's, so that
+// type counts as in sync at once (deltaHolds), or the node would keep
+// every later rollout waiting.
+//
+// A class published again as the same *compiler.Class (what
+// compiler.WithEndpoints returns for the classes an endpoint change does
+// not touch) keeps its checked snapshot: an endpoint update in a large
+// mesh builds and checks only the snapshots of the classes it changes.
 //
 // # Proxyless gRPC
 //

@@ -3,6 +3,7 @@ package xds
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -439,6 +440,47 @@ func (s *Server) holds(st *stream, n *node, t, versionInfo string) {
 	s.checkApplied()
 }
 
+// deltaHolds marks a delta type in sync when the request that opens it
+// on a stream says, with initial_resource_versions, that the proxy holds
+// every resource of the type it subscribes to by name at the version of
+// the node's snapshot: Envoy does so when it reconnects, to this server
+// or to another replica, and the cache then sends it nothing (a wildcard
+// subscription is always answered, and its ACK counts). The test is the
+// cache's own (go-control-plane's createDeltaResponse) on the same
+// version map; s.mu is held.
+func (s *Server) deltaHolds(st *stream, req *discoveryv3.DeltaDiscoveryRequest) {
+	n, t := st.node, req.GetTypeUrl()
+	if n == nil || n.cls == nil || n.held || !n.pending[t] || len(st.sent[t]) > 0 ||
+		req.GetResponseNonce() != "" || len(req.GetInitialResourceVersions()) == 0 {
+		return
+	}
+	names := req.GetResourceNamesSubscribe()
+	if len(names) == 0 || slices.Contains(names, "*") {
+		return
+	}
+	snap, err := s.cache.GetSnapshot(n.id)
+	if err != nil {
+		return
+	}
+	cs, ok := snap.(*cache.Snapshot)
+	if !ok || cs.VersionMap == nil || cs.GetVersion(t) != n.version {
+		return
+	}
+	versions, initial := cs.VersionMap[t], req.GetInitialResourceVersions()
+	for _, name := range names {
+		v, has := versions[name]
+		held, holds := initial[name]
+		if has && held != v || !has && holds {
+			return
+		}
+	}
+	n.ackedType[t] = n.version
+	delete(n.pending, t)
+	s.checkSynced(n)
+	s.checkApplied()
+	s.notify()
+}
+
 // response records a response sent on a stream; s.mu is held.
 func (s *Server) response(st *stream, typeURL, nonce, version string, names []string) {
 	if st.sent == nil {
@@ -574,6 +616,7 @@ func (c callbacks) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscover
 		return nil
 	}
 	c.s.request(st, req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+	c.s.deltaHolds(st, req)
 	return nil
 }
 

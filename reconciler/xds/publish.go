@@ -56,12 +56,22 @@ func (s *Server) publish(rev string, res *compiler.Result) error {
 		return errors.New("publish: no compiled result")
 	}
 	next := make(map[string]*served, len(res.Classes))
+	s.mu.Lock()
+	cur := s.classes // replaced, never modified in place
+	s.mu.Unlock()
 	for _, c := range res.Classes {
 		if c == nil {
 			return errors.New("publish: nil class")
 		}
 		if next[c.Name] != nil {
 			return fmt.Errorf("publish: class %s appears twice", c.Name)
+		}
+		if old := cur[c.Name]; old != nil && old.class == c {
+			// The same class (compiler.WithEndpoints returns the classes
+			// an endpoint change does not touch as they were): its
+			// snapshot was checked, and its delta versions are built.
+			next[c.Name] = old
+			continue
 		}
 		snap, err := snapshot(c)
 		if err != nil {

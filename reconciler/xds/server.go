@@ -195,6 +195,18 @@ func (s *Server) Revision() string {
 	return s.revision
 }
 
+// AppliedRevision is the last applied revision: the one every connected
+// proxy ACKed, which a rejected rollout falls back to ("" before the
+// first).
+func (s *Server) AppliedRevision() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.good == nil {
+		return ""
+	}
+	return s.good.rev
+}
+
 // Changed returns a channel that is closed at the next change of the
 // status (publish, attempt, connection, ACK, NACK).
 func (s *Server) Changed() <-chan struct{} {
