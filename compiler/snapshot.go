@@ -20,10 +20,9 @@ var ResourceTypes = []resource.Type{
 	resource.EndpointType,
 }
 
-// snapshotVersion is "<revision>/<hash>": the first 12 hex digits of a
-// sha256 over every resource (type URL, name, deterministic proto
-// encoding), in type then name order.
-func snapshotVersion(revision string, res map[resource.Type][]types.Resource) (string, error) {
+// contentHash is the first 12 hex digits of a sha256 over every resource
+// (type URL, name, deterministic proto encoding), in type then name order.
+func contentHash(res map[resource.Type][]types.Resource) (string, error) {
 	h := sha256.New()
 	opts := proto.MarshalOptions{Deterministic: true}
 	for _, t := range ResourceTypes {
@@ -36,11 +35,16 @@ func snapshotVersion(revision string, res map[resource.Type][]types.Resource) (s
 			h.Write(b)
 		}
 	}
-	sum := hex.EncodeToString(h.Sum(nil))[:12]
+	return hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+// versionString is a snapshot version: "<revision>/<hash>", or the hash
+// alone without a revision.
+func versionString(revision, hash string) string {
 	if revision == "" {
-		return sum, nil
+		return hash
 	}
-	return revision + "/" + sum, nil
+	return revision + "/" + hash
 }
 
 // Snapshot is the class as a go-control-plane snapshot, versioned with
