@@ -170,7 +170,7 @@ func TestEnvoyAcceptsEveryClass(t *testing.T) {
 	envoy := tooltest.Envoy(t)
 	for _, env := range []string{"", "dev", "staging", "prod"} {
 		out := filepath.Join(t.TempDir(), "out")
-		if r := weftRun(t, examplesDir(), "build", ".", "--env", env, "-o", out); r.code != 0 {
+		if r := weftRun(t, examplesDir(), "build", ".", "--env", env, "-o", out, "--static-bootstrap"); r.code != 0 {
 			t.Fatalf("build %q: %+v", env, r)
 		}
 		boots, _ := filepath.Glob(filepath.Join(out, "*", "bootstrap.yaml"))

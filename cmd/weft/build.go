@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -17,7 +19,7 @@ func newBuildCmd() *cobra.Command {
 	var (
 		env, out, revision string
 		policyDirs         []string
-		boot               compiler.BootstrapOptions
+		tree               compiler.TreeOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "build DIR -o OUT",
@@ -29,15 +31,17 @@ proxy class (a service version). For each class it writes to OUT/<class>/:
   listeners.yaml routes.yaml clusters.yaml endpoints.yaml   the xDS resources
   provenance.yaml  the file:line that defined each resource, filter chain,
                    virtual host and route
-  bootstrap.yaml   a complete static Envoy bootstrap holding them all,
-                   runnable with "envoy -c" (certificates still come from
-                   the agent's SDS socket)
+  bootstrap.yaml   with --static-bootstrap only: a complete static Envoy
+                   bootstrap holding them all, runnable with "envoy -c"
+                   (certificates still come from the agent's SDS socket);
+                   it repeats every resource of the class
 
 and OUT/summary.txt with the classes, resource counts and snapshot versions.
 Endpoints are the static endpoints of the definition. The same input always
 gives the same bytes. OUT is replaced if it holds a previous build; any other
 non-empty directory is refused.`,
 		Example: `  weft build environments --env prod -o out/prod
+  weft build environments --env prod -o out/prod --static-bootstrap
   envoy --mode validate -c out/prod/reviews-v2/bootstrap.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -71,7 +75,7 @@ non-empty directory is refused.`,
 			if err != nil {
 				return fmt.Errorf("compile: %w", err)
 			}
-			files, err := compiler.Tree(res, boot)
+			files, err := compiler.TreeFiles(res, tree)
 			if err != nil {
 				return fmt.Errorf("compile: %w", err)
 			}
@@ -87,8 +91,9 @@ non-empty directory is refused.`,
 	f.StringVarP(&out, "output", "o", "", "output directory")
 	f.StringVar(&revision, "revision", "", `source revision recorded in versions and provenance (default: git HEAD of DIR, "-dirty" if modified, or "local")`)
 	f.StringArrayVar(&policyDirs, "policy", nil, "folder of Rego and data files compiled with the default policies (repeatable), as in weft vet")
-	f.Uint32Var(&boot.AdminPort, "admin-port", compiler.DefaultAdminPort, "Envoy admin port in the bootstraps (127.0.0.1)")
-	f.StringVar(&boot.SDSSocket, "sds-socket", compiler.DefaultSDSSocket, "unix socket of the agent's SDS server in the bootstraps")
+	f.BoolVar(&tree.StaticBootstrap, "static-bootstrap", false, "also write each class's complete static bootstrap.yaml (every resource inlined)")
+	f.Uint32Var(&tree.Bootstrap.AdminPort, "admin-port", compiler.DefaultAdminPort, "Envoy admin port in the static bootstraps (127.0.0.1)")
+	f.StringVar(&tree.Bootstrap.SDSSocket, "sds-socket", compiler.DefaultSDSSocket, "unix socket of the agent's SDS server in the static bootstraps")
 	return cmd
 }
 
@@ -118,14 +123,8 @@ func writeTree(out string, files map[string][]byte) error {
 		return fmt.Errorf("build: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	for _, name := range schema.SortedNames(files) {
-		p := filepath.Join(tmp, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return fmt.Errorf("build: %w", err)
-		}
-		if err := os.WriteFile(p, files[name], 0o644); err != nil {
-			return fmt.Errorf("build: %w", err)
-		}
+	if err := writeFiles(tmp, files); err != nil {
+		return fmt.Errorf("build: %w", err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return fmt.Errorf("build: %w", err)
@@ -137,4 +136,48 @@ func writeTree(out string, files map[string][]byte) error {
 		return fmt.Errorf("build: %w", err)
 	}
 	return nil
+}
+
+// writeFiles writes files below dir: the directories first, then the
+// files by several writers at once.
+func writeFiles(dir string, files map[string][]byte) error {
+	names := schema.SortedNames(files)
+	made := map[string]bool{}
+	for _, name := range names {
+		d := filepath.Dir(filepath.Join(dir, filepath.FromSlash(name)))
+		if !made[d] {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
+			made[d] = true
+		}
+	}
+	work := make(chan string)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range 2 * runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range work {
+				if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(name)), files[name], 0o644); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for _, name := range names {
+		work <- name
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
 }
