@@ -101,6 +101,19 @@ func (c *Class) Hash() string {
 	return c.SnapshotVersion
 }
 
+// Inputs are the other services whose definitions the class's
+// configuration was built from (its dependencies, their mirror targets,
+// the services its authorization names or admits by default), sorted; nil
+// for a class not made by Compile.
+func (c *Class) Inputs() []string {
+	if c.inputs == nil {
+		return nil
+	}
+	out := append(append([]string(nil), c.inputs.touched...), c.inputs.identities...)
+	sort.Strings(out)
+	return out
+}
+
 // Result is a compiled mesh.
 type Result struct {
 	Classes []*Class // sorted by Name

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"path"
 	"reflect"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -61,78 +61,88 @@ func Tree(r *Result, b BootstrapOptions) (map[string][]byte, error) {
 // defined), with o.StaticBootstrap a complete static "bootstrap.yaml", and
 // "summary.txt" at the root. It does no I/O, and the same Result always
 // gives the same bytes, so two trees can be diffed.
-//
-// Classes that share their resources (the versions of a service) share
-// the bytes of their files: each is written once. Classes are written
-// concurrently, one worker per core.
 func TreeFiles(r *Result, o TreeOptions) (map[string][]byte, error) {
-	type job struct {
-		class *Class
-		files map[string][]byte // name within the class directory
-		err   error
-	}
-	// One job per distinct set of resources; the classes sharing it
-	// (the versions of one service) reuse its files.
-	var jobs []*job
-	owner := make([]*job, len(r.Classes))
-	seen := map[uintptr]*job{}
-	for i, c := range r.Classes {
-		key := reflect.ValueOf(c.Resources).Pointer()
-		j := seen[key]
-		if j == nil || key == 0 {
-			j = &job{class: c}
-			seen[key] = j
-			jobs = append(jobs, j)
-		}
-		owner[i] = j
-	}
-	var next sync.Mutex
-	idx := 0
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				next.Lock()
-				if idx == len(jobs) {
-					next.Unlock()
-					return
-				}
-				j := jobs[idx]
-				idx++
-				next.Unlock()
-				j.files, j.err = classFiles(j.class)
-			}
-		}()
-	}
-	wg.Wait()
-
-	files := map[string][]byte{SummaryFile: []byte(Summary(r))}
-	for i, c := range r.Classes {
-		j := owner[i]
-		if j.err != nil {
-			return nil, j.err
-		}
-		for name, b := range j.files {
-			files[path.Join(c.Name, name)] = b
-		}
-		if o.StaticBootstrap {
-			bo := o.Bootstrap
-			bo.NodeID = "" // each class's own name
-			bs, err := Bootstrap(c, bo)
-			if err != nil {
-				return nil, err
-			}
-			y, err := MarshalYAMLObject(bs)
-			if err != nil {
-				return nil, fmt.Errorf("class %s: bootstrap: %w", c.Name, err)
-			}
-			files[path.Join(c.Name, BootstrapFile)] = y
-		}
-	}
-	return files, nil
+	files := map[string][]byte{}
+	var mu sync.Mutex
+	err := WriteTree(r, o, func(name string, b []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		files[name] = b
+		return nil
+	})
+	return files, err
 }
+
+// WriteTree hands the files of TreeFiles to write, one call per file, as
+// they are made: classes are serialized concurrently (one worker per
+// core), so write is called from several goroutines at once and must be
+// safe for that. Classes that share their resources (the versions of a
+// service) share the bytes of their files, made once. Nothing but the
+// files being written is held in memory. The first error of write or of
+// serialization stops it and is returned.
+func WriteTree(r *Result, o TreeOptions, write func(name string, b []byte) error) error {
+	if err := write(SummaryFile, []byte(Summary(r))); err != nil {
+		return err
+	}
+	// The classes of one set of resources, in order.
+	var groups [][]*Class
+	seen := map[uintptr]int{}
+	for _, c := range r.Classes {
+		key := reflect.ValueOf(c.Resources).Pointer()
+		if i, ok := seen[key]; ok && key != 0 {
+			groups[i] = append(groups[i], c)
+			continue
+		}
+		seen[key] = len(groups)
+		groups = append(groups, []*Class{c})
+	}
+	errs := make([]error, len(groups))
+	var failed atomic.Bool
+	parallel(len(groups), func(i int) {
+		if failed.Load() {
+			return
+		}
+		if errs[i] = writeGroup(groups[i], o, write); errs[i] != nil {
+			failed.Store(true)
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// writeGroup writes the files of classes that share their resources.
+func writeGroup(cs []*Class, o TreeOptions, write func(string, []byte) error) error {
+	files, err := classFiles(cs[0])
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		for _, f := range classFileNames {
+			if err := write(path.Join(c.Name, f), files[f]); err != nil {
+				return err
+			}
+		}
+		if !o.StaticBootstrap {
+			continue
+		}
+		bo := o.Bootstrap
+		bo.NodeID = "" // each class's own name
+		bs, err := Bootstrap(c, bo)
+		if err != nil {
+			return err
+		}
+		y, err := MarshalYAMLObject(bs)
+		if err != nil {
+			return fmt.Errorf("class %s: bootstrap: %w", c.Name, err)
+		}
+		if err := write(path.Join(c.Name, BootstrapFile), y); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// classFileNames are the files every class has, in order.
+var classFileNames = []string{"listeners.yaml", "routes.yaml", "clusters.yaml", "endpoints.yaml", ProvenanceFile}
 
 // classFiles are the resource and provenance files of one class.
 func classFiles(c *Class) (map[string][]byte, error) {

@@ -83,7 +83,7 @@ func readTree(t *testing.T, dir string) map[string]string {
 }
 
 func TestHelpHasExamples(t *testing.T) {
-	for _, c := range []string{"", "init", "vet", "build", "up", "status", "demo-app"} {
+	for _, c := range []string{"", "init", "vet", "build", "diff", "up", "status", "demo-app"} {
 		r := weftRun(t, ".", strings.Fields(c+" --help")...)
 		if r.code != 0 || !strings.Contains(r.stdout, "Examples:") || !strings.Contains(r.stdout, "weft "+c) {
 			t.Errorf("weft %s --help: code %d, no example:\n%s", c, r.code, r.stdout)

@@ -5,14 +5,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weft-dev/weft/compiler"
 	"github.com/weft-dev/weft/policies"
-	"github.com/weft-dev/weft/schema"
 )
 
 func newBuildCmd() *cobra.Command {
@@ -75,14 +73,11 @@ non-empty directory is refused.`,
 			if err != nil {
 				return fmt.Errorf("compile: %w", err)
 			}
-			files, err := compiler.TreeFiles(res, tree)
-			if err != nil {
-				return fmt.Errorf("compile: %w", err)
-			}
-			if err := writeTree(out, files); err != nil {
+			rep = nil // the compiled result and the model are all build needs now
+			if err := writeTree(out, func(dir string) error { return writeFiles(dir, res, tree) }); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "revision %s, environment %s -> %s\n\n%s", m.Revision, envLabel(env), out, files[compiler.SummaryFile])
+			fmt.Fprintf(cmd.OutOrStdout(), "revision %s, environment %s -> %s\n\n%s", m.Revision, envLabel(env), out, compiler.Summary(res))
 			return nil
 		},
 	}
@@ -106,9 +101,9 @@ func builtEnv(envs []policies.EnvReport, name string) []policies.EnvReport {
 	return nil
 }
 
-// writeTree writes files into a fresh sibling directory and swaps it in,
-// so that OUT never holds a mix of two builds.
-func writeTree(out string, files map[string][]byte) error {
+// writeTree has fill write the files into a fresh sibling directory and
+// swaps it in, so that OUT never holds a mix of two builds.
+func writeTree(out string, fill func(dir string) error) error {
 	if entries, err := os.ReadDir(out); err == nil && len(entries) > 0 {
 		if _, err := os.Stat(filepath.Join(out, compiler.SummaryFile)); err != nil {
 			return fmt.Errorf("build: %s is not empty and holds no previous build (no %s); choose another -o", out, compiler.SummaryFile)
@@ -123,7 +118,7 @@ func writeTree(out string, files map[string][]byte) error {
 		return fmt.Errorf("build: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	if err := writeFiles(tmp, files); err != nil {
+	if err := fill(tmp); err != nil {
 		return fmt.Errorf("build: %w", err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
@@ -138,46 +133,23 @@ func writeTree(out string, files map[string][]byte) error {
 	return nil
 }
 
-// writeFiles writes files below dir: the directories first, then the
-// files by several writers at once.
-func writeFiles(dir string, files map[string][]byte) error {
-	names := schema.SortedNames(files)
+// writeFiles writes the tree of res below dir as the compiler makes its
+// files, from the compiler's workers: the whole tree is never in memory.
+func writeFiles(dir string, res *compiler.Result, o compiler.TreeOptions) error {
+	var mu sync.Mutex
 	made := map[string]bool{}
-	for _, name := range names {
-		d := filepath.Dir(filepath.Join(dir, filepath.FromSlash(name)))
+	return compiler.WriteTree(res, o, func(name string, b []byte) error {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		d := filepath.Dir(p)
+		mu.Lock()
 		if !made[d] {
 			if err := os.MkdirAll(d, 0o755); err != nil {
+				mu.Unlock()
 				return err
 			}
 			made[d] = true
 		}
-	}
-	work := make(chan string)
-	errs := make(chan error, 1)
-	var wg sync.WaitGroup
-	for range 2 * runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for name := range work {
-				if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(name)), files[name], 0o644); err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
-				}
-			}
-		}()
-	}
-	for _, name := range names {
-		work <- name
-	}
-	close(work)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		return nil
-	}
+		mu.Unlock()
+		return os.WriteFile(p, b, 0o644)
+	})
 }
