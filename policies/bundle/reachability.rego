@@ -30,13 +30,16 @@ package weft.rules.reachability
 
 import data.weft.lib
 
-# calls are the declared dependencies: caller, the index of the entry in
-# its calls, and the callee (which the schema checked exists).
-calls contains [caller, i, callee] if {
+# callers_of[callee] are the declared dependencies on callee: [caller,
+# the index of the entry in the caller's calls].
+callers_of[callee] contains [caller, i] if {
 	some caller, s in input.mesh.services
 	some i, callee in s.calls
-	input.mesh.services[callee]
 }
+
+# calls_to(callee) is callers_of[callee], from callers_of computed whole
+# once (a lookup by key would scan every service's calls for each callee).
+calls_to(callee) := all[callee] if all := callers_of
 
 calls_path(caller, i) := ["mesh", "services", caller, "calls", i]
 
@@ -50,34 +53,70 @@ owner(name) := concat("", [name, "'"]) if endswith(name, "s")
 
 owner(name) := concat("", [name, "'s"]) if not endswith(name, "s")
 
+# A deny rule that refuses a caller entirely.
 deny contains {"msg": msg, "path": path, "fix": fix, "related": related(caller, i, callee)} if {
-	some [caller, i, callee] in calls
-	some [path, why, fix] in blocked(callee, caller)
+	some callee, s in input.mesh.services
+	s.authz.deny
+	some [caller, i] in calls_to(callee)
+	some [path, why, fix] in denied_by(callee, caller)
 	msg := sprintf("%s calls %s, but %s", [caller, callee, why])
+}
+
+# An allow list that admits none of a caller's requests.
+deny contains {"msg": msg, "path": path, "fix": fix, "related": related(caller, i, callee)} if {
+	some caller, c in input.mesh.services
+	some i, callee in c.calls
+	s := input.mesh.services[callee]
+	allow := s.authz.allow
+	not named_in(s, allow, caller) # most callers are named: cheap
+	not admits_anyone(s, allow)
+	path := ["mesh", "services", callee, "authz", "allow"]
+	[why, fix] := refusal(s, allow, callee, caller)
+	msg := sprintf("%s calls %s, but %s", [caller, callee, why])
+}
+
+# named_in(s, allow, caller): a compiled rule of allow names the caller,
+# and s sees identities (it is not plaintext).
+named_in(s, allow, caller) if {
+	some rule in allow
+	caller in rule.from
+	not plaintext(s)
+	compiled(s, rule)
 }
 
 # A route whose every weighted version cannot serve.
 deny contains {"msg": msg, "path": ["mesh", "services", callee, "routes", route, "to"], "fix": fix, "related": related(caller, i, callee)} if {
-	some [caller, i, callee] in calls
+	some callee in idle
 	s := input.mesh.services[callee]
 	some version in s.versions
 	serving(version)
 	some route, r in s.routes
-	idle := idle_targets(s, r)
-	idle != []
+	idle_route := idle_targets(s, r)
+	idle_route != []
+	some [caller, i] in calls_to(callee)
 	msg := sprintf("%s calls %s, but %s of %s sends all its requests to %s, without endpoints or replicas: they get 503", [
-		caller, callee, lib.route_name(r, route), callee, concat(", ", idle),
+		caller, callee, lib.route_name(r, route), callee, concat(", ", idle_route),
 	])
-	fix := sprintf("give %s endpoints or replicas, or move the weight to a serving version of %s", [concat(", ", idle), callee])
+	fix := sprintf("give %s endpoints or replicas, or move the weight to a serving version of %s", [concat(", ", idle_route), callee])
+}
+
+# idle are the services with a version that cannot serve: few, so the
+# route check starts from them.
+idle contains name if {
+	some name, s in input.mesh.services
+	some v in s.versions
+	v.replicas == 0
+	count(v.endpoints) == 0
 }
 
 # A mirror target that refuses the caller's identity.
 deny contains {"msg": msg, "path": path, "fix": fix, "related": rel} if {
-	some [caller, i, callee] in calls
-	some route, r in input.mesh.services[callee].routes
+	some callee, s in input.mesh.services
+	some route, r in s.routes
 	target := r.mirror.to
 	target != callee
 	input.mesh.services[target]
+	some [caller, i] in calls_to(callee)
 	some [path, why, target_fix] in blocked(target, caller)
 	fix := sprintf("%s, or remove the mirror from %s of %s", [target_fix, lib.route_name(r, route), callee])
 	rel := array.concat(related(caller, i, callee), [{
@@ -106,7 +145,7 @@ denied_by(callee, caller) := {[path, why, fix] |
 allow_list(callee, caller) := {[path, why, fix] |
 	s := input.mesh.services[callee]
 	allow := s.authz.allow
-	not admitted(s, allow, caller)
+	not admitted(callee, caller)
 	path := ["mesh", "services", callee, "authz", "allow"]
 	[why, fix] := refusal(s, allow, callee, caller)
 }
@@ -132,10 +171,30 @@ refusal(s, allow, callee, caller) := [
 	not plaintext(s)
 }
 
-admitted(s, allow, caller) if {
+# admitted(callee, caller): an allow rule of callee admits the caller.
+admitted(callee, caller) if {
+	s := input.mesh.services[callee]
+	named_in(s, s.authz.allow, caller)
+}
+
+admitted(callee, _) if {
+	s := input.mesh.services[callee]
+	admits_anyone(s, s.authz.allow)
+}
+
+# admits_anyone(s, allow): a compiled allow rule matches whoever calls s.
+admits_anyone(s, allow) if {
 	some rule in allow
 	compiled(s, rule)
-	identifies(s, rule, caller)
+	some_caller(s, rule)
+}
+
+# some_caller(s, rule): the rule's from matches whoever calls s.
+some_caller(_, rule) if object.get(rule, "from", []) == []
+
+some_caller(s, rule) if {
+	not plaintext(s)
+	"*" in rule.from
 }
 
 # identifies(s, rule, caller): the rule's from matches the caller's

@@ -141,6 +141,10 @@ test_mirror_target_refusing_the_caller if {
 test_mirror_target_admitting_the_caller_or_self_passes if {
 	callee := b({"routes": {"split": {"match": {}, "mirror": {"to": "audit", "percent": 10}}}})
 	count(findings({"a": a, "b": callee, "audit": testing.service})) == 0
+	by_name := testing.patched(testing.service, {"authz": {"allow": [{"from": ["a"]}]}})
+	count(findings({"a": a, "b": callee, "audit": by_name})) == 0
+	anyone := testing.patched(testing.service, {"authz": {"allow": [{"methods": ["GET"]}]}})
+	count(findings({"a": a, "b": callee, "audit": anyone})) == 0
 	self := b({"routes": {"split": {"match": {}, "mirror": {"to": "b", "version": "v1", "percent": 10}}}})
 	count(findings({"a": a, "b": self})) == 0
 }
