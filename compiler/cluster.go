@@ -3,10 +3,12 @@ package compiler
 import (
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -22,42 +24,72 @@ const ConnectTimeout = 5 * time.Second
 
 // outboundCluster adds (once) the cluster of one version of a dependency's
 // port, or of all its versions when version is "", with its load
-// assignment, and returns its name.
+// assignment, and returns its name. The cluster depends on the target
+// alone, so the classes of one compilation share its messages (built by
+// the first class that needs it).
 func (b *classBuilder) outboundCluster(target *mesh.Service, port mesh.Port, version string) (string, error) {
 	name := VersionClusterName(target, port.Port, version)
 	if _, ok := b.clusters[name]; ok {
 		return name, nil
 	}
+	pos := b.servicePos(target.Name)
+	v, _ := b.shared.LoadOrStore(name, &sharedCluster{})
+	sc := v.(*sharedCluster)
+	sc.once.Do(func() { sc.cl, sc.cla, sc.err = b.buildOutboundCluster(name, target, port, version) })
+	if sc.err != nil {
+		return "", sc.err
+	}
+	b.origin[sc.cl] = pos
+	b.clusters[name] = sc.cl
+	if sc.cl.GetType() == clusterv3.Cluster_EDS {
+		b.loads[name] = sc.cla
+	}
+	return name, nil
+}
+
+// sharedCluster is an outbound cluster and its load assignment, built once
+// per compilation.
+type sharedCluster struct {
+	once sync.Once
+	cl   *clusterv3.Cluster
+	cla  *endpointv3.ClusterLoadAssignment
+	err  error
+}
+
+// buildOutboundCluster builds an outbound cluster: EDS with its load
+// assignment, or STRICT_DNS with it inline for DNS names.
+func (b *classBuilder) buildOutboundCluster(name string, target *mesh.Service, port mesh.Port, version string) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment, error) {
 	addrs, err := b.addresses(target, version, port.Port)
 	if err != nil {
-		return "", err
+		return nil, nil, err
 	}
 	cl := &clusterv3.Cluster{
 		Name:           name,
 		ConnectTimeout: duration(ConnectTimeout),
 	}
-	b.origin[cl] = b.servicePos(target.Name)
 	cla := loadAssignment(name, addrs)
 	if allIPs(addrs) {
 		// The normal case: endpoints come over ADS and can change without
 		// touching the cluster.
 		cl.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
 		cl.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource()}
-		b.loads[name] = cla
 	} else {
 		// Static endpoints written as DNS names (VMs): Envoy resolves them.
 		cl.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
 		cl.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
 		cl.LoadAssignment = cla
 	}
-	cl.TypedExtensionProtocolOptions = b.upstreamHTTPOptions(port, target.CircuitBreaker)
+	var p packer
+	cl.TypedExtensionProtocolOptions = p.upstreamHTTPOptions(port, target.CircuitBreaker)
 	if target.MTLS != mesh.MTLSDisable {
-		cl.TransportSocket = b.upstreamTLS(name, b.m.SPIFFEID(target), port.Protocol == mesh.GRPC)
+		cl.TransportSocket = p.upstreamTLS(name, b.m.SPIFFEID(target), port.Protocol == mesh.GRPC)
+	}
+	if p.err != nil {
+		return nil, nil, p.err
 	}
 	cl.CircuitBreakers = circuitBreakers(target.CircuitBreaker)
 	cl.OutlierDetection = outlierDetection(target.OutlierDetection)
-	b.clusters[name] = cl
-	return name, nil
+	return cl, cla, nil
 }
 
 // inboundCluster adds the cluster to the app on loopback.

@@ -296,6 +296,9 @@ type compilation struct {
 	// callers are the default callers of each service (see
 	// defaultCallers), computed once for all classes.
 	callers map[string][]string
+	// shared holds the outbound clusters the classes share: cluster
+	// name -> *sharedCluster.
+	shared sync.Map
 }
 
 // classBuilder collects the resources of one class.

@@ -98,11 +98,12 @@ func WriteTree(r *Result, o TreeOptions, write func(name string, b []byte) error
 	}
 	errs := make([]error, len(groups))
 	var failed atomic.Bool
+	var shared sync.Map // clusters and load assignments the classes share
 	parallel(len(groups), func(i int) {
 		if failed.Load() {
 			return
 		}
-		if errs[i] = writeGroup(groups[i], o, write); errs[i] != nil {
+		if errs[i] = writeGroup(groups[i], o, &shared, write); errs[i] != nil {
 			failed.Store(true)
 		}
 	})
@@ -110,8 +111,8 @@ func WriteTree(r *Result, o TreeOptions, write func(name string, b []byte) error
 }
 
 // writeGroup writes the files of classes that share their resources.
-func writeGroup(cs []*Class, o TreeOptions, write func(string, []byte) error) error {
-	files, err := classFiles(cs[0])
+func writeGroup(cs []*Class, o TreeOptions, shared *sync.Map, write func(string, []byte) error) error {
+	files, err := classFiles(cs[0], shared)
 	if err != nil {
 		return err
 	}
@@ -144,15 +145,20 @@ func writeGroup(cs []*Class, o TreeOptions, write func(string, []byte) error) er
 // classFileNames are the files every class has, in order.
 var classFileNames = []string{"listeners.yaml", "routes.yaml", "clusters.yaml", "endpoints.yaml", ProvenanceFile}
 
-// classFiles are the resource and provenance files of one class.
-func classFiles(c *Class) (map[string][]byte, error) {
+// classFiles are the resource and provenance files of one class; the
+// elements of clusters and endpoints are shared through cache.
+func classFiles(c *Class, cache *sync.Map) (map[string][]byte, error) {
 	out := make(map[string][]byte, len(treeFiles)+1)
 	for _, f := range treeFiles {
 		msgs := make([]proto.Message, 0, len(c.Resources[f.typ]))
 		for _, res := range c.Resources[f.typ] {
 			msgs = append(msgs, res)
 		}
-		y, err := MarshalYAML(msgs...)
+		var elems *sync.Map
+		if f.typ == resource.ClusterType || f.typ == resource.EndpointType {
+			elems = cache
+		}
+		y, err := cachedYAMLList(msgs, elems)
 		if err != nil {
 			return nil, fmt.Errorf("class %s: %s: %w", c.Name, f.name, err)
 		}

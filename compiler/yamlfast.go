@@ -43,12 +43,25 @@ type yamlWriter struct {
 
 // fastYAMLList writes msgs as MarshalYAML does: a list of the messages'
 // Any forms.
-func fastYAMLList(msgs []proto.Message) ([]byte, error) {
+func fastYAMLList(msgs []proto.Message) ([]byte, error) { return cachedYAMLList(msgs, nil) }
+
+// cachedYAMLList is fastYAMLList that takes the element of a message from
+// cache (message -> its bytes) when another list wrote it, and stores the
+// elements it writes: the classes of one compilation share messages
+// (outbound clusters and their load assignments). A nil cache caches
+// nothing.
+func cachedYAMLList(msgs []proto.Message, cache *sync.Map) ([]byte, error) {
 	if len(msgs) == 0 {
 		return []byte("[]\n"), nil
 	}
 	w := &yamlWriter{buf: make([]byte, 0, 4096)}
 	for _, m := range msgs {
+		if cache != nil {
+			if b, ok := cache.Load(m); ok {
+				w.buf = append(w.buf, b.([]byte)...)
+				continue
+			}
+		}
 		mark := len(w.buf)
 		err := w.anyItem(m)
 		if errors.Is(err, errSlow) {
@@ -58,10 +71,11 @@ func fastYAMLList(msgs []proto.Message) ([]byte, error) {
 				return nil, err
 			}
 			w.buf = append(w.buf, b...)
-			continue
-		}
-		if err != nil {
+		} else if err != nil {
 			return nil, err
+		}
+		if cache != nil {
+			cache.Store(m, append([]byte(nil), w.buf[mark:]...))
 		}
 	}
 	return w.buf, nil

@@ -113,9 +113,10 @@ func PolicyDirs(dir string, extra []string) []string {
 }
 
 // Vet is `weft vet`: it compiles the policies (the bundle, the
-// repository's policies/ folder, opts.PolicyDirs), loads and validates the
-// environments with schema.Load, and evaluates the policies on each one
-// that loads. A broken policy stops it before anything else (Report.Policy).
+// repository's policies/ folder, opts.PolicyDirs) while it loads and
+// validates the environments with schema.Load, and evaluates the policies
+// on each one that loads. A broken policy is the only thing reported
+// (Report.Policy): nothing is evaluated.
 // The error is for failures that are neither the definition's nor the
 // policies' fault.
 func Vet(ctx context.Context, dir string, opts VetOptions) (*Report, error) {
@@ -128,7 +129,29 @@ func Vet(ctx context.Context, dir string, opts VetOptions) (*Report, error) {
 		}
 	}
 	rep := &Report{Root: root}
+	envs := schema.Environments(dir)
+	vetted := []string{opts.Env}
+	if opts.Env == "" {
+		vetted = append([]string{""}, envs...)
+	}
+	// The canary rule compares an environment's splits with the other
+	// environments': load them all (in parallel), also when one is vetted.
+	// The policies are compiled meanwhile.
+	want := map[string]bool{}
+	for _, e := range append(vetted, envs...) {
+		want[e] = true
+	}
+	var (
+		models map[string]*mesh.Model
+		errs   map[string]error
+		loaded = make(chan struct{})
+	)
+	go func() {
+		defer close(loaded)
+		models, errs = loadAll(dir, opts.Revision, sortedKeys(want))
+	}()
 	eng, err := New(ctx, Options{Dirs: PolicyDirs(dir, opts.PolicyDirs), Root: root})
+	<-loaded
 	if err != nil {
 		if es, ok := err.(Errors); ok {
 			rep.Policy = es
@@ -137,19 +160,6 @@ func Vet(ctx context.Context, dir string, opts VetOptions) (*Report, error) {
 		return nil, err
 	}
 	rep.Rules = eng.Rules()
-
-	envs := schema.Environments(dir)
-	vetted := []string{opts.Env}
-	if opts.Env == "" {
-		vetted = append([]string{""}, envs...)
-	}
-	// The canary rule compares an environment's splits with the other
-	// environments': load them all (in parallel), also when one is vetted.
-	want := map[string]bool{}
-	for _, e := range append(vetted, envs...) {
-		want[e] = true
-	}
-	models, errs := loadAll(dir, opts.Revision, sortedKeys(want))
 	splits := map[string]Splits{}
 	for _, e := range envs {
 		if m := models[e]; m != nil {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 
 	"github.com/spf13/cobra"
@@ -46,6 +47,7 @@ non-empty directory is refused.`,
 			if out == "" {
 				return fmt.Errorf("build: -o OUT is required")
 			}
+			batchMemoryLimit()
 			if revision == "" {
 				revision = gitRevision(args[0])
 			}
@@ -135,9 +137,14 @@ func writeTree(out string, fill func(dir string) error) error {
 
 // writeFiles writes the tree of res below dir as the compiler makes its
 // files, from the compiler's workers: the whole tree is never in memory.
+// The classes that share their resources (the versions of a service) get
+// the same bytes: the first is written, the others are hard links to it
+// (written if linking fails), which halves the files the file system
+// creates for a mesh whose services have two versions.
 func writeFiles(dir string, res *compiler.Result, o compiler.TreeOptions) error {
 	var mu sync.Mutex
 	made := map[string]bool{}
+	first := map[*byte]string{} // the bytes of a file -> where they were written first
 	return compiler.WriteTree(res, o, func(name string, b []byte) error {
 		p := filepath.Join(dir, filepath.FromSlash(name))
 		d := filepath.Dir(p)
@@ -149,7 +156,29 @@ func writeFiles(dir string, res *compiler.Result, o compiler.TreeOptions) error 
 			}
 			made[d] = true
 		}
+		var src string
+		if len(b) > 0 {
+			if src = first[&b[0]]; src == "" {
+				first[&b[0]] = p
+			}
+		}
 		mu.Unlock()
+		if src != "" && os.Link(src, p) == nil {
+			return nil
+		}
 		return os.WriteFile(p, b, 0o644)
 	})
+}
+
+// batchMemoryLimit makes the garbage collector of a one-shot command keep
+// the heap near 200 MiB rather than let it grow to twice the live data
+// (GOGC=100) when nothing else is asked (GOMEMLIMIT unset): loading a
+// large mesh leaves much garbage behind, and a build of 1,000 services
+// then peaks near 230 MB instead of 260-290 MB, for a few percent more
+// CPU (measured with /usr/bin/time; 160 MiB cost 15% more). It is a soft
+// limit: a larger mesh simply uses more.
+func batchMemoryLimit() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(200 << 20)
+	}
 }
