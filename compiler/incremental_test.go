@@ -244,3 +244,41 @@ func assertSameResult(t *testing.T, want, got *Result) {
 		}
 	}
 }
+
+// TestIncremental: revision after revision, an Incremental compiles only
+// what changed, gives Compile's result, and keeps its last good result
+// across a failed revision.
+func TestIncremental(t *testing.T) {
+	build := func() *mesh.Model {
+		return newModel(calls(svc("a", 8080), "b"), calls(svc("b", 8081), "c"), svc("c", 8082, "v1", "v2"), svc("d", 8083))
+	}
+	var inc Incremental
+	first, err := inc.Compile(build(), nil, Options{})
+	if err != nil || first.Stats != (CompileStats{Compiled: 4}) {
+		t.Fatalf("first: %+v %v", first.Stats, err)
+	}
+	m := build()
+	m.Services["d"].Timeout = dur("9s")
+	second, err := inc.Compile(m, nil, Options{})
+	if err != nil || second.Stats != (CompileStats{Compiled: 1, Reused: 3}) {
+		t.Fatalf("second: %+v %v", second.Stats, err)
+	}
+	fresh, err := Compile(m, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSameResult(t, fresh, second)
+	bad := build()
+	bad.Services["a"].Calls = []string{"ghost"}
+	if _, err := inc.Compile(bad, nil, Options{}); err == nil {
+		t.Fatal("a call to an unknown service compiled")
+	}
+	third, err := inc.Compile(m, nil, Options{Revision: "r3"})
+	if err != nil || third.Stats != (CompileStats{Reused: 4}) {
+		t.Fatalf("after a failure: %+v %v", third.Stats, err)
+	}
+	inc.Reset()
+	if r, _ := inc.Compile(m, nil, Options{}); r.Stats != (CompileStats{Compiled: 4}) {
+		t.Errorf("after Reset: %+v", r.Stats)
+	}
+}
