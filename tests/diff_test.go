@@ -84,6 +84,10 @@ func TestDiffOneEnvironment(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "dev: 6 classes unchanged") || strings.Contains(r.stdout, "prod") {
 		t.Errorf("--env dev: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	r = weftRun(t, dir, "diff", "base", "head", "--env", "base")
+	if r.code != 0 || r.stdout != "weft diff base → head\n\nbase: 6 classes unchanged\n" {
+		t.Errorf("--env base: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	r = weftRun(t, dir, "diff", "base", "head", "--env", "prod")
 	if r.code != 1 || !strings.Contains(r.stdout, `prod: reviews route "split": v1 90 → 60, v2 10 → 40`) || strings.Contains(r.stdout, "dev") {
 		t.Errorf("--env prod: exit %d\n%s%s", r.code, r.stdout, r.stderr)

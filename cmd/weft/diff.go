@@ -194,9 +194,16 @@ func gateAll(ctx context.Context, w io.Writer, s revisionDir, env string, policy
 	if env != "" && env != policies.BaseEnv && !slices.Contains(schema.Environments(s.dir), env) {
 		return map[string]*diff.Side{}, nil // the revision has no such environment
 	}
-	rep, err := policies.Vet(ctx, s.dir, policies.VetOptions{Env: env, Revision: s.revision, PolicyDirs: policyDirs})
+	vetEnv := env
+	if env == policies.BaseEnv {
+		vetEnv = "" // the base alone: vet judges it with the others
+	}
+	rep, err := policies.Vet(ctx, s.dir, policies.VetOptions{Env: vetEnv, Revision: s.revision, PolicyDirs: policyDirs})
 	if err != nil {
 		return nil, err
+	}
+	if env == policies.BaseEnv && len(rep.Policy) == 0 {
+		rep.Envs = builtEnv(rep.Envs, policies.BaseEnv)
 	}
 	if rep.Failed() {
 		werr := rep.Write(policies.Text, policies.WriteOptions{Stdout: io.Discard, Stderr: &prefixed{w: w, prefix: s.label + ": "}, Base: displayBase(s.dir)})
