@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +47,9 @@ type TreeOptions struct {
 	// Bootstrap are the bootstraps' per-proxy parts (NodeID is ignored:
 	// each class's own name).
 	Bootstrap BootstrapOptions
+	// Services, when not empty, limits the classes written to those of
+	// these services (summary.txt still lists every class).
+	Services []string
 }
 
 // Tree is TreeFiles with the static bootstraps: TreeFiles(r,
@@ -88,6 +92,9 @@ func WriteTree(r *Result, o TreeOptions, write func(name string, b []byte) error
 	var groups [][]*Class
 	seen := map[uintptr]int{}
 	for _, c := range r.Classes {
+		if len(o.Services) > 0 && !slices.Contains(o.Services, c.Service) {
+			continue
+		}
 		key := reflect.ValueOf(c.Resources).Pointer()
 		if i, ok := seen[key]; ok && key != 0 {
 			groups[i] = append(groups[i], c)

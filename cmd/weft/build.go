@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 
 	"github.com/spf13/cobra"
@@ -36,11 +37,15 @@ proxy class (a service version). For each class it writes to OUT/<class>/:
                    it repeats every resource of the class
 
 and OUT/summary.txt with the classes, resource counts and snapshot versions.
+--service writes only the classes of the services named (the whole mesh is
+still vetted and compiled). The classes of one service hold the same
+resources: their files are hard links to the same bytes.
 Endpoints are the static endpoints of the definition. The same input always
 gives the same bytes. OUT is replaced if it holds a previous build; any other
 non-empty directory is refused.`,
 		Example: `  weft build environments --env prod -o out/prod
   weft build environments --env prod -o out/prod --static-bootstrap
+  weft build environments --env prod -o out/reviews --service reviews
   envoy --mode validate -c out/prod/reviews-v2/bootstrap.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -71,6 +76,11 @@ non-empty directory is refused.`,
 				return exitError{1}
 			}
 			m := rep.Envs[0].Model
+			for _, svc := range tree.Services {
+				if m.Services[svc] == nil {
+					return fmt.Errorf("build: --service %s: no such service (services: %s)", svc, strings.Join(m.ServiceNames(), ", "))
+				}
+			}
 			res, err := compiler.Compile(m, nil, compiler.Options{})
 			if err != nil {
 				return fmt.Errorf("compile: %w", err)
@@ -89,6 +99,7 @@ non-empty directory is refused.`,
 	f.StringVar(&revision, "revision", "", `source revision recorded in versions and provenance (default: git HEAD of DIR, "-dirty" if modified, or "local")`)
 	f.StringArrayVar(&policyDirs, "policy", nil, "folder of Rego and data files compiled with the default policies (repeatable), as in weft vet")
 	f.BoolVar(&tree.StaticBootstrap, "static-bootstrap", false, "also write each class's complete static bootstrap.yaml (every resource inlined)")
+	f.StringSliceVar(&tree.Services, "service", nil, "write only the classes of these services (repeatable, or comma separated; summary.txt lists every class)")
 	f.Uint32Var(&tree.Bootstrap.AdminPort, "admin-port", compiler.DefaultAdminPort, "Envoy admin port in the static bootstraps (127.0.0.1)")
 	f.StringVar(&tree.Bootstrap.SDSSocket, "sds-socket", compiler.DefaultSDSSocket, "unix socket of the agent's SDS server in the static bootstraps")
 	return cmd
