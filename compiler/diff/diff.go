@@ -110,7 +110,7 @@ func classDiffs(a, b *compiler.Result) []ClassDiff {
 	}
 	type pair struct{ a, b uintptr }
 	memo := map[pair][]ResourceDiff{}
-	var out []ClassDiff
+	out := []ClassDiff{}
 	index := map[string]int{} // group key -> index in out
 	for _, name := range mesh.SortedKeys(names) {
 		x, y := a.Class(name), b.Class(name)
