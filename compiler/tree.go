@@ -106,11 +106,12 @@ func WriteTree(r *Result, o TreeOptions, write func(name string, b []byte) error
 	errs := make([]error, len(groups))
 	var failed atomic.Bool
 	var shared sync.Map // clusters and load assignments the classes share
+	var anys sync.Map   // Any values (filter configurations) the classes repeat
 	parallel(len(groups), func(i int) {
 		if failed.Load() {
 			return
 		}
-		if errs[i] = writeGroup(groups[i], o, &shared, write); errs[i] != nil {
+		if errs[i] = writeGroup(groups[i], o, &shared, &anys, write); errs[i] != nil {
 			failed.Store(true)
 		}
 	})
@@ -118,8 +119,8 @@ func WriteTree(r *Result, o TreeOptions, write func(name string, b []byte) error
 }
 
 // writeGroup writes the files of classes that share their resources.
-func writeGroup(cs []*Class, o TreeOptions, shared *sync.Map, write func(string, []byte) error) error {
-	files, err := classFiles(cs[0], shared)
+func writeGroup(cs []*Class, o TreeOptions, shared, anys *sync.Map, write func(string, []byte) error) error {
+	files, err := classFiles(cs[0], shared, anys)
 	if err != nil {
 		return err
 	}
@@ -153,8 +154,8 @@ func writeGroup(cs []*Class, o TreeOptions, shared *sync.Map, write func(string,
 var classFileNames = []string{"listeners.yaml", "routes.yaml", "clusters.yaml", "endpoints.yaml", ProvenanceFile}
 
 // classFiles are the resource and provenance files of one class; the
-// elements of clusters and endpoints are shared through cache.
-func classFiles(c *Class, cache *sync.Map) (map[string][]byte, error) {
+// bytes of shared resources and repeated Any values come from cache.
+func classFiles(c *Class, cache, anys *sync.Map) (map[string][]byte, error) {
 	out := make(map[string][]byte, len(treeFiles)+1)
 	for _, f := range treeFiles {
 		msgs := make([]proto.Message, 0, len(c.Resources[f.typ]))
@@ -163,9 +164,9 @@ func classFiles(c *Class, cache *sync.Map) (map[string][]byte, error) {
 		}
 		var elems *sync.Map
 		if f.typ == resource.ClusterType || f.typ == resource.EndpointType {
-			elems = cache
+			elems = cache // shared by the classes that call the same service
 		}
-		y, err := cachedYAMLList(msgs, elems)
+		y, err := cachedYAMLList(msgs, elems, anys)
 		if err != nil {
 			return nil, fmt.Errorf("class %s: %s: %w", c.Name, f.name, err)
 		}

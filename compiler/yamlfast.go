@@ -39,22 +39,37 @@ const yamlWidth = 80
 
 type yamlWriter struct {
 	buf []byte
+	// anys, when set, holds the bytes of Any values already written
+	// (anyKey -> bytes): the classes of a mesh repeat the same filter
+	// configurations.
+	anys *sync.Map
+	// infos caches fieldInfos for this writer (no shared map lookup).
+	infos map[protoreflect.MessageDescriptor][]fieldInfo
+}
+
+// anyKey identifies the bytes of an Any value: where it is written and
+// what it holds.
+type anyKey struct {
+	indent  int
+	inField bool
+	url     string
+	value   string
 }
 
 // fastYAMLList writes msgs as MarshalYAML does: a list of the messages'
 // Any forms.
-func fastYAMLList(msgs []proto.Message) ([]byte, error) { return cachedYAMLList(msgs, nil) }
+func fastYAMLList(msgs []proto.Message) ([]byte, error) { return cachedYAMLList(msgs, nil, nil) }
 
 // cachedYAMLList is fastYAMLList that takes the element of a message from
 // cache (message -> its bytes) when another list wrote it, and stores the
 // elements it writes: the classes of one compilation share messages
-// (outbound clusters and their load assignments). A nil cache caches
-// nothing.
-func cachedYAMLList(msgs []proto.Message, cache *sync.Map) ([]byte, error) {
+// (outbound clusters and their load assignments). anys does the same for
+// Any values (see yamlWriter). Nil caches cache nothing.
+func cachedYAMLList(msgs []proto.Message, cache, anys *sync.Map) ([]byte, error) {
 	if len(msgs) == 0 {
 		return []byte("[]\n"), nil
 	}
-	w := &yamlWriter{buf: make([]byte, 0, 4096)}
+	w := &yamlWriter{buf: make([]byte, 0, 4096), anys: anys}
 	for _, m := range msgs {
 		if cache != nil {
 			if b, ok := cache.Load(m); ok {
@@ -152,7 +167,7 @@ func (w *yamlWriter) fields(r protoreflect.Message, indent int, atType bool, url
 		w.buf = append(w.buf, s...)
 		w.buf = append(w.buf, '\n')
 	}
-	fs, err := populated(r)
+	fs, err := w.populated(r)
 	if err != nil {
 		return err
 	}
@@ -277,6 +292,14 @@ func (w *yamlWriter) anyValue(r protoreflect.Message, indent int, inField bool) 
 		w.buf = append(w.buf, "{}\n"...)
 		return nil
 	}
+	var key anyKey
+	if w.anys != nil {
+		key = anyKey{indent: indent, inField: inField, url: url, value: string(val)}
+		if b, ok := w.anys.Load(key); ok {
+			w.buf = append(w.buf, b.([]byte)...)
+			return nil
+		}
+	}
 	mt, err := protoregistry.GlobalTypes.FindMessageByURL(url)
 	if err != nil {
 		return fmt.Errorf("compiler: Any: unable to resolve %q: %w", url, err)
@@ -288,12 +311,19 @@ func (w *yamlWriter) anyValue(r protoreflect.Message, indent int, inField bool) 
 	if special(em.Descriptor()) {
 		return errSlow // {"@type", "value"}: not used by weft
 	}
+	mark := len(w.buf)
 	if inField {
 		w.buf = append(w.buf, '\n')
 		w.indent(indent + 2)
 		indent += 2
 	}
-	return w.fields(em, indent, true, url)
+	if err := w.fields(em, indent, true, url); err != nil {
+		return err
+	}
+	if w.anys != nil {
+		w.anys.Store(key, append([]byte(nil), w.buf[mark:]...))
+	}
+	return nil
 }
 
 // mapValue writes a map field: a mapping sorted like go-yaml sorts keys.
@@ -563,8 +593,16 @@ func fieldInfos(d protoreflect.MessageDescriptor) []fieldInfo {
 
 // populated lists the fields of r that protojson writes (those Range
 // visits), in go-yaml's key order.
-func populated(r protoreflect.Message) ([]fieldInfo, error) {
-	infos := fieldInfos(r.Descriptor())
+func (w *yamlWriter) populated(r protoreflect.Message) ([]fieldInfo, error) {
+	d := r.Descriptor()
+	infos, ok := w.infos[d]
+	if !ok {
+		infos = fieldInfos(d)
+		if w.infos == nil {
+			w.infos = map[protoreflect.MessageDescriptor][]fieldInfo{}
+		}
+		w.infos[d] = infos
+	}
 	var out []fieldInfo
 	ext := false
 	r.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {

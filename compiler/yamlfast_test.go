@@ -254,3 +254,31 @@ func TestProvenanceYAMLMatchesReference(t *testing.T) {
 	check("odd", odd)
 	check("empty", Provenances{})
 }
+
+// TestTreeFilesMatchReference: the files of TreeFiles (shared clusters,
+// cached Any values, concurrent workers) hold the reference bytes, for
+// every golden case compiled as one mesh per case.
+func TestTreeFilesMatchReference(t *testing.T) {
+	for _, tc := range cases() {
+		res := compileCase(t, tc)
+		files, err := TreeFiles(res, TreeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range res.Classes {
+			for _, f := range treeFiles {
+				msgs := make([]proto.Message, 0, len(c.Resources[f.typ]))
+				for _, r := range c.Resources[f.typ] {
+					msgs = append(msgs, r)
+				}
+				want, err := referenceYAML(msgs...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := files[c.Name+"/"+f.name]; !bytes.Equal(got, want) {
+					t.Fatalf("%s/%s/%s differs from the reference:\n%s", tc.name, c.Name, f.name, lineDiff(string(want), string(got)))
+				}
+			}
+		}
+	}
+}
