@@ -176,6 +176,21 @@ func TestDiffGit(t *testing.T) {
 	if r := weftRun(t, filepath.Join(repo, "mesh"), "diff", "--git", "nope..HEAD", "."); r.code != 2 || !strings.Contains(r.stderr, `no commit "nope"`) {
 		t.Errorf("unknown revision: exit %d, stderr %s", r.code, r.stderr)
 	}
+	// A commit that fails the gate: its positions are the work tree's.
+	src, err := os.ReadFile(filepath.Join(repo, "mesh", "mesh.cue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(string(src), `timeout: "3s"`, `timeout: "3s"
+			authz: deny: [{from: ["cart"]}]`, 1)
+	if err := os.WriteFile(filepath.Join(repo, "mesh", "mesh.cue"), []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git("commit", "-q", "-am", "broken")
+	r = weftRun(t, repo, "diff", "--git", "main..HEAD", "mesh")
+	if r.code != 2 || !strings.Contains(r.stderr, "mesh/mesh.cue:") || strings.Contains(r.stderr, os.TempDir()) {
+		t.Errorf("a head that fails the gate: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
 }
 
 func copyTree(t *testing.T, src string) string {

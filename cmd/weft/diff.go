@@ -73,9 +73,11 @@ type diffOptions struct {
 	policyDirs       []string
 }
 
-// revisionDir is one side of a diff: where it is and what it is called.
+// revisionDir is one side of a diff: where it is, what it is called, and
+// the base its positions are shown with (an exported commit's as the work
+// tree's, so that file:line opens the file the user has).
 type revisionDir struct {
-	dir, label, revision string
+	dir, label, revision, display string
 }
 
 func runDiff(ctx context.Context, stdout, stderr io.Writer, args []string, o diffOptions) error {
@@ -147,7 +149,7 @@ func diffSides(ctx context.Context, args []string, spec string) ([2]revisionDir,
 			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 				return sides, nothing, fmt.Errorf("%s is not a directory", dir)
 			}
-			sides[i] = revisionDir{dir: dir, label: dir, revision: gitRevision(dir)}
+			sides[i] = revisionDir{dir: dir, label: dir, revision: gitRevision(dir), display: displayBase(dir)}
 		}
 		return sides, nothing, nil
 	}
@@ -181,7 +183,7 @@ func diffSides(ctx context.Context, args []string, spec string) ([2]revisionDir,
 		if err != nil {
 			return sides, cleanup, err
 		}
-		sides[i] = revisionDir{dir: dir, label: rev + "@" + gitrev.Short(sha), revision: rev + "@sha1:" + gitrev.Short(sha)}
+		sides[i] = revisionDir{dir: dir, label: rev + "@" + gitrev.Short(sha), revision: rev + "@sha1:" + gitrev.Short(sha), display: displayBase(args[0])}
 	}
 	return sides, cleanup, nil
 }
@@ -206,7 +208,7 @@ func gateAll(ctx context.Context, w io.Writer, s revisionDir, env string, policy
 		rep.Envs = builtEnv(rep.Envs, policies.BaseEnv)
 	}
 	if rep.Failed() {
-		werr := rep.Write(policies.Text, policies.WriteOptions{Stdout: io.Discard, Stderr: &prefixed{w: w, prefix: s.label + ": "}, Base: displayBase(s.dir)})
+		werr := rep.Write(policies.Text, policies.WriteOptions{Stdout: io.Discard, Stderr: &prefixed{w: w, prefix: s.label + ": "}, Base: s.display})
 		return nil, errors.Join(errors.New("the revision does not pass weft vet (the same gate as weft build): see above"), werr)
 	}
 	out := map[string]*diff.Side{}
