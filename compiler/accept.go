@@ -39,7 +39,7 @@ func timeGate() func() {
 // acceptModel checks the values of the model that Envoy constrains beyond
 // what the schema says, on the resolved services.
 func (c *compilation) acceptModel() schema.Errors {
-	a := &modelChecker{m: c.m, regexes: c.regexCache()}
+	a := &modelChecker{m: c.m, regexes: &c.regexes}
 	d := c.m.Defaults
 	a.duration("mesh.defaults.timeout", &d.Timeout)
 	a.duration("mesh.defaults.retries.perTryTimeout", d.Retries.PerTryTimeout)
@@ -71,7 +71,7 @@ func (c *compilation) acceptModel() schema.Errors {
 
 type modelChecker struct {
 	m       *mesh.Model
-	regexes map[string]*problem
+	regexes *regexCache
 	out     schema.Errors
 }
 
@@ -127,7 +127,7 @@ func (a *modelChecker) own(path string, v, def *mesh.Duration) bool {
 
 func (a *modelChecker) match(path string, m mesh.Match) {
 	if m.Path != nil && m.Path.Regex != nil {
-		a.add(path+".path.regex", cachedRegexProblem(a.regexes, *m.Path.Regex))
+		a.add(path+".path.regex", a.regexes.problem(*m.Path.Regex))
 	}
 	for _, name := range mesh.SortedKeys(m.Headers) {
 		hp := path + ".headers." + mesh.Label(name)
@@ -135,7 +135,7 @@ func (a *modelChecker) match(path string, m mesh.Match) {
 		sm := m.Headers[name]
 		switch {
 		case sm.Regex != nil:
-			a.add(hp+".regex", cachedRegexProblem(a.regexes, *sm.Regex))
+			a.add(hp+".regex", a.regexes.problem(*sm.Regex))
 		case sm.Prefix != nil && *sm.Prefix == "":
 			a.add(hp+".prefix", &problem{"an empty prefix (Envoy requires at least one character)",
 				"give a prefix, or write present: true to match any value"})
@@ -143,7 +143,7 @@ func (a *modelChecker) match(path string, m mesh.Match) {
 	}
 	if len(m.Methods) > 1 {
 		// The compiler's own regex over the methods.
-		if p := cachedRegexProblem(a.regexes, methodsRegex(m.Methods)); p != nil {
+		if p := a.regexes.problem(methodsRegex(m.Methods)); p != nil {
 			a.add(path+".methods", &problem{"these methods make a regex Envoy rejects: " + p.msg, "list each method once"})
 		}
 	}

@@ -40,7 +40,7 @@ type finding struct {
 // to their messages; other Anys are unmarshaled.
 type resourceChecker struct {
 	packed  map[*anypb.Any]proto.Message
-	regexes map[string]*problem // shared cache of regexProblem
+	regexes *regexCache // shared cache of regexProblem
 	typ     resource.Type
 	name    string
 	path    []seg // the current proto path
@@ -52,7 +52,7 @@ type resourceChecker struct {
 // compiler packed into an Any (each once; a finding in one is then located
 // by searching the resources for its Any).
 func (c *compilation) checkResources(packed map[*anypb.Any]proto.Message, res map[resource.Type][]types.Resource) []finding {
-	rc := &resourceChecker{packed: packed, regexes: c.regexCache()}
+	rc := &resourceChecker{packed: packed, regexes: &c.regexes}
 	for _, t := range ResourceTypes {
 		for _, r := range res[t] {
 			rc.typ, rc.name, rc.path = t, cache.GetResourceName(r), rc.path[:0]
@@ -88,22 +88,29 @@ func joinPath(a, b string) string {
 	return a + "." + b
 }
 
-func (c *compilation) regexCache() map[string]*problem {
-	if c.regexes == nil {
-		c.regexes = map[string]*problem{}
-	}
-	return c.regexes
+func (rc *resourceChecker) regex(re string) *problem { return rc.regexes.problem(re) }
+
+// regexCache is regexProblem once per distinct pattern, safe for the
+// concurrent classes of one compilation.
+type regexCache struct {
+	mu sync.Mutex
+	m  map[string]*problem
 }
 
-func (rc *resourceChecker) regex(re string) *problem { return cachedRegexProblem(rc.regexes, re) }
-
-// cachedRegexProblem is regexProblem, once per distinct pattern.
-func cachedRegexProblem(cache map[string]*problem, re string) *problem {
-	p, ok := cache[re]
-	if !ok {
-		p = regexProblem(re)
-		cache[re] = p
+func (rc *regexCache) problem(re string) *problem {
+	rc.mu.Lock()
+	p, ok := rc.m[re]
+	rc.mu.Unlock()
+	if ok {
+		return p
 	}
+	p = regexProblem(re)
+	rc.mu.Lock()
+	if rc.m == nil {
+		rc.m = map[string]*problem{}
+	}
+	rc.m[re] = p
+	rc.mu.Unlock()
 	return p
 }
 

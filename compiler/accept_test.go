@@ -160,7 +160,7 @@ func TestGateBackstop(t *testing.T) {
 
 	// frontend's outbound route to reviews' route 0, and a virtual host
 	// header edit.
-	fe, packed, err := c.assemble(c.svcs["frontend"], "v1")
+	fe, packed, err := c.assemble(c.svcs["frontend"], "v1", inputFingerprints{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestGateBackstop(t *testing.T) {
 		`mesh.cue:50:3: mesh.services.reviews: Envoy would reject route configuration "outbound|http", virtual_hosts[0].request_headers_to_add[`)
 
 	// reviews' inbound RBAC filter: a packed message.
-	rv, packed, err := c.assemble(c.svcs["reviews"], "v1")
+	rv, packed, err := c.assemble(c.svcs["reviews"], "v1", inputFingerprints{})
 	if err != nil {
 		t.Fatal(err)
 	}

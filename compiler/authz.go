@@ -2,7 +2,6 @@ package compiler
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
@@ -85,7 +84,7 @@ func (b *classBuilder) rbacRules(http bool) (deny, allow *rbacv3.RBAC, err error
 	}
 	var ids []*rbacv3.Principal
 	for _, name := range b.defaultCallers() {
-		ids = append(ids, b.principal(b.svcs[name]))
+		ids = append(ids, b.principal(b.identity(name)))
 	}
 	if len(ids) > 0 {
 		allow.Policies[policyCallers] = &rbacv3.Policy{
@@ -173,26 +172,36 @@ func (b *classBuilder) inboundAuthz() (map[string]*anypb.Any, error) {
 // does not say: those that list it in calls, and those that call a
 // service whose routes mirror requests to it (a mirrored request comes
 // from the caller's proxy, with the caller's identity).
-func (b *classBuilder) defaultCallers() []string {
-	set := map[string]bool{}
-	for _, name := range b.m.Callers(b.svc) {
-		set[name] = true
+func (b *classBuilder) defaultCallers() []string { return b.callers[b.svc.Name] }
+
+// defaultCallerIndex computes defaultCallers for every service at once:
+// service -> sorted caller names.
+func defaultCallerIndex(svcs map[string]*mesh.Service) map[string][]string {
+	set := map[string]map[string]bool{}
+	add := func(callee, caller string) {
+		if set[callee] == nil {
+			set[callee] = map[string]bool{}
+		}
+		set[callee][caller] = true
 	}
-	for _, name := range mesh.SortedKeys(b.svcs) {
-		for _, dep := range b.svcs[name].Calls {
-			d := b.svcs[dep]
+	for _, name := range mesh.SortedKeys(svcs) {
+		for _, dep := range svcs[name].Calls {
+			add(dep, name)
+			d := svcs[dep]
 			if d == nil {
 				continue
 			}
 			for _, r := range d.Routes {
-				if r.Mirror != nil && r.Mirror.To == b.svc.Name {
-					set[name] = true
+				if r.Mirror != nil {
+					add(r.Mirror.To, name)
 				}
 			}
 		}
 	}
-	out := mesh.SortedKeys(set)
-	sort.Strings(out)
+	out := make(map[string][]string, len(set))
+	for callee, callers := range set {
+		out[callee] = mesh.SortedKeys(callers)
+	}
 	return out
 }
 
@@ -211,7 +220,7 @@ func (b *classBuilder) rulePolicy(r mesh.AuthzRule, deny bool) (*rbacv3.Policy, 
 			}})
 			continue
 		}
-		s := b.svcs[from]
+		s := b.identity(from)
 		if s == nil {
 			return nil, fmt.Errorf("from: unknown service %q", from)
 		}

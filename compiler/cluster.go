@@ -3,6 +3,7 @@ package compiler
 import (
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -23,15 +24,53 @@ const ConnectTimeout = 5 * time.Second
 
 // outboundCluster adds (once) the cluster of one version of a dependency's
 // port, or of all its versions when version is "", with its load
-// assignment, and returns its name.
+// assignment, and returns its name. The cluster depends on the target
+// alone, so the classes of one compilation share its messages (built by
+// the first class that needs it).
 func (b *classBuilder) outboundCluster(target *mesh.Service, port mesh.Port, version string) (string, error) {
 	name := VersionClusterName(target, port.Port, version)
 	if _, ok := b.clusters[name]; ok {
 		return name, nil
 	}
+	pos := b.servicePos(target.Name)
+	v, _ := b.shared.LoadOrStore(name, &sharedCluster{})
+	sc := v.(*sharedCluster)
+	sc.once.Do(func() { sc.cl, sc.cla, sc.packed, sc.err = b.buildOutboundCluster(name, target, port, version) })
+	if sc.err != nil {
+		return "", sc.err
+	}
+	b.origin[sc.cl] = pos
+	b.clusters[name] = sc.cl
+	if sc.cl.GetType() == clusterv3.Cluster_EDS {
+		b.loads[name] = sc.cla
+		b.eds[name] = edsCluster{name: name, service: target.Name, versions: clusterVersions(target, version), all: version == "", port: port.Port}
+	}
+	if b.packed == nil {
+		b.packed = map[*anypb.Any]proto.Message{}
+	}
+	for a, m := range sc.packed {
+		b.packed[a] = m
+	}
+	return name, nil
+}
+
+// sharedCluster is an outbound cluster and its load assignment, built once
+// per compilation.
+type sharedCluster struct {
+	once sync.Once
+	cl   *clusterv3.Cluster
+	cla  *endpointv3.ClusterLoadAssignment
+	// packed maps the Anys in cl to their messages (for the gate).
+	packed map[*anypb.Any]proto.Message
+	err    error
+}
+
+// buildOutboundCluster builds an outbound cluster: EDS with its load
+// assignment, or STRICT_DNS with it inline for DNS names.
+func (b *classBuilder) buildOutboundCluster(name string, target *mesh.Service, port mesh.Port, version string) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment, map[*anypb.Any]proto.Message, error) {
 	addrs, err := b.addresses(target, version, port.Port)
 	if err != nil {
-		return "", err
+		return nil, nil, nil, err
 	}
 	cl := &clusterv3.Cluster{
 		Name:           name,
@@ -39,11 +78,10 @@ func (b *classBuilder) outboundCluster(target *mesh.Service, port mesh.Port, ver
 		ConnectTimeout: duration(ConnectTimeout),
 		Metadata:       clusterMetadata(target, port.Port, version),
 	}
-	b.origin[cl] = b.servicePos(target.Name)
-	cla, fresh := b.loadAssignment(name, addrs)
-	if fresh && version == "" {
+	cla := loadAssignment(name, addrs)
+	if version == "" {
 		if err := b.labelVersions(cla, target, port.Port); err != nil {
-			return "", err
+			return nil, nil, nil, err
 		}
 	}
 	if allIPs(addrs) {
@@ -51,38 +89,23 @@ func (b *classBuilder) outboundCluster(target *mesh.Service, port mesh.Port, ver
 		// touching the cluster.
 		cl.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
 		cl.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource()}
-		b.loads[name] = cla
-		b.eds[name] = edsCluster{name: name, service: target.Name, versions: clusterVersions(target, version), all: version == "", port: port.Port}
 	} else {
 		// Static endpoints written as DNS names (VMs): Envoy resolves them.
 		cl.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
 		cl.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
 		cl.LoadAssignment = cla
 	}
-	cl.TypedExtensionProtocolOptions = b.upstreamHTTPOptions(port, target.CircuitBreaker)
+	var p packer
+	cl.TypedExtensionProtocolOptions = p.upstreamHTTPOptions(port, target.CircuitBreaker)
 	if target.MTLS != mesh.MTLSDisable {
-		cl.TransportSocket = b.upstreamTLS(name, b.m.SPIFFEID(target), port.Protocol == mesh.GRPC)
+		cl.TransportSocket = p.upstreamTLS(name, b.m.SPIFFEID(target), port.Protocol == mesh.GRPC)
+	}
+	if p.err != nil {
+		return nil, nil, nil, p.err
 	}
 	cl.CircuitBreakers = circuitBreakers(target.CircuitBreaker)
 	cl.OutlierDetection = outlierDetection(target.OutlierDetection)
-	b.clusters[name] = cl
-	return name, nil
-}
-
-// loadAssignment is the load assignment of an outbound cluster, made once
-// per compilation: a cluster name is one (service, port, version), so
-// every class that has the cluster shares the message (a 1,000-service
-// mesh holds 3,000 instead of 9,000).
-func (b *classBuilder) loadAssignment(name string, addrs []Address) (cla *endpointv3.ClusterLoadAssignment, fresh bool) {
-	if cla, ok := b.sharedLoads[name]; ok {
-		return cla, false
-	}
-	if b.sharedLoads == nil {
-		b.sharedLoads = map[string]*endpointv3.ClusterLoadAssignment{}
-	}
-	cla = loadAssignment(name, addrs)
-	b.sharedLoads[name] = cla
-	return cla, true
+	return cl, cla, p.packed, nil
 }
 
 // inboundCluster adds the cluster to the app on loopback.

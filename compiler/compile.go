@@ -2,7 +2,11 @@ package compiler
 
 import (
 	"fmt"
+	"runtime"
 	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -81,8 +85,9 @@ type Class struct {
 	Provenance Provenances
 	// Resources by go-control-plane type URL: the four of ResourceTypes,
 	// always present (possibly empty), each list sorted by resource name.
-	// The messages may be shared with other classes of the same service:
-	// treat them as immutable and proto.Clone before patching one.
+	// The messages may be shared with other classes of the same service,
+	// and with the same class of an earlier Result (CompileFrom): treat
+	// them as immutable and proto.Clone before patching one.
 	Resources map[resource.Type][]types.Resource
 
 	// What WithEndpoints needs to rebuild the load assignments without
@@ -93,11 +98,51 @@ type Class struct {
 	revision  string
 	eds       []edsCluster
 	hashState []byte
+
+	// inputs are what the class was built from (nil for a class not made
+	// by Compile, or changed by WithEndpoints): CompileFrom's reason to
+	// reuse it.
+	inputs *classInputs
+}
+
+// Hash is the content hash of the class's resources: its snapshot
+// version without the revision. Two classes with the same hash hold the
+// same resources.
+func (c *Class) Hash() string {
+	if c.inputs != nil {
+		return c.inputs.hash
+	}
+	if i := strings.LastIndexByte(c.SnapshotVersion, '/'); i >= 0 {
+		return c.SnapshotVersion[i+1:]
+	}
+	return c.SnapshotVersion
+}
+
+// Inputs are the other services whose definitions the class's
+// configuration was built from (its dependencies, their mirror targets,
+// the services its authorization names or admits by default), sorted; nil
+// for a class not made by Compile.
+func (c *Class) Inputs() []string {
+	if c.inputs == nil {
+		return nil
+	}
+	out := append(append([]string(nil), c.inputs.touched...), c.inputs.identities...)
+	sort.Strings(out)
+	return out
 }
 
 // Result is a compiled mesh.
 type Result struct {
 	Classes []*Class // sorted by Name
+	// Stats says how much of the result CompileFrom reused.
+	Stats CompileStats
+}
+
+// CompileStats count the services whose classes a compilation built and
+// those it took unchanged from an earlier Result.
+type CompileStats struct {
+	Compiled int // services compiled
+	Reused   int // services whose classes were reused
 }
 
 // Class returns the class with the given name, or nil.
@@ -111,19 +156,42 @@ func (r *Result) Class(name string) *Class {
 
 // Compile turns a validated model into the Envoy resources of every proxy
 // class. It is a pure function: the same model, endpoints and options
-// always give byte-identical resources and snapshot versions.
+// always give byte-identical resources and snapshot versions. Services
+// are compiled concurrently, one worker per core.
 //
 // Compile includes the acceptance gate (accept.go): when the model holds
 // a value Envoy would reject, or a resource fails Envoy's checks, the
 // error is a schema.Errors listing every problem with its position, and
 // no result is returned.
 func Compile(m *mesh.Model, eps Endpoints, opts Options) (*Result, error) {
-	return compile(m, eps, opts, true)
+	return CompileFrom(nil, m, eps, opts)
+}
+
+// CompileFrom is Compile that reuses the classes of prev (an earlier
+// Result of Compile or CompileFrom, possibly of another revision; nil
+// reuses nothing) whose inputs did not change: a service's classes are
+// taken from prev, with only their snapshot version's revision updated,
+// when the fingerprint of everything they were built from is the same —
+// the service (defaults resolved), every service it read (its calls, the
+// mirror targets of their routes, the services its authz names, its
+// default callers), the positions written below those services (for
+// provenance), their endpoints, the trust domain and the options. The
+// result is exactly Compile's: a change to one service recompiles that
+// service and the services that depend on it, nothing else. Result.Stats
+// says how many services were compiled and reused. The acceptance gate
+// checks the whole model and the resources of every compiled class (a
+// reused class passed it before).
+func CompileFrom(prev *Result, m *mesh.Model, eps Endpoints, opts Options) (*Result, error) {
+	return compileFrom(prev, m, eps, opts, true)
 }
 
 // compile is Compile; gate false skips the acceptance gate, for the parity
 // test that shows what Envoy does with what the gate refuses.
 func compile(m *mesh.Model, eps Endpoints, opts Options, gate bool) (*Result, error) {
+	return compileFrom(nil, m, eps, opts, gate)
+}
+
+func compileFrom(prev *Result, m *mesh.Model, eps Endpoints, opts Options, gate bool) (*Result, error) {
 	if m == nil {
 		return nil, fmt.Errorf("compiler: nil model")
 	}
@@ -134,7 +202,7 @@ func compile(m *mesh.Model, eps Endpoints, opts Options, gate bool) (*Result, er
 	c := &compilation{m: m, svcs: resolve(m), eps: eps, opts: opts, gate: gate}
 	c.revision = c.opts.Revision
 	// The acceptance gate, first on the model (exact positions), then on
-	// every class's resources (in class).
+	// every compiled class's resources (in class).
 	if gate {
 		stop := timeGate()
 		es := c.acceptModel()
@@ -143,39 +211,135 @@ func compile(m *mesh.Model, eps Endpoints, opts Options, gate bool) (*Result, er
 			return nil, es.Sorted()
 		}
 	}
-	res := &Result{}
-	var rejected schema.Errors
-	for _, name := range m.ServiceNames() {
+	c.callers = defaultCallerIndex(c.svcs)
+	fps := c.fingerprints()
+	reusable := previousInputs(prev)
+
+	names := m.ServiceNames()
+	out := make([][]*Class, len(names))
+	errs := make([]error, len(names))
+	reused := make([]bool, len(names))
+	work := func(i int) {
+		name := names[i]
 		svc := c.svcs[name]
 		if svc == nil {
-			return nil, fmt.Errorf("compiler: service %q is nil", name)
+			errs[i] = fmt.Errorf("compiler: service %q is nil", name)
+			return
 		}
 		// Nothing a class receives depends on its version yet, so the
 		// versions of a service share one compilation (and one snapshot
 		// version: a proxy moving between them sees no change).
 		versions := svc.VersionNames()
 		if len(versions) == 0 {
-			continue
+			return
 		}
-		first, err := c.class(svc, versions[0])
-		if es, ok := err.(schema.Errors); ok {
-			rejected = append(rejected, es...)
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("compiler: class %s: %w", ClassName(name, versions[0]), err)
+		var first *Class
+		if p := reusable[name]; p != nil && p.inputs != nil &&
+			classKey(fps, name, c.callers[name], p.inputs.touched, p.inputs.identities) == p.inputs.key &&
+			p.inputs.samePositions(m) {
+			cl := *p
+			cl.SnapshotVersion, cl.revision = versionString(c.revision, p.inputs.hash), c.revision
+			first, reused[i] = &cl, true
+		} else {
+			var err error
+			first, err = c.class(svc, versions[0], fps)
+			if es, ok := err.(schema.Errors); ok {
+				errs[i] = es
+				return
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("compiler: class %s: %w", ClassName(name, versions[0]), err)
+				return
+			}
 		}
 		for _, v := range versions {
 			cl := *first
 			cl.Name, cl.Version = ClassName(name, v), v
-			res.Classes = append(res.Classes, &cl)
+			out[i] = append(out[i], &cl)
 		}
+	}
+	parallel(len(names), work)
+	res := &Result{}
+	var rejected schema.Errors
+	for i := range names {
+		if es, ok := errs[i].(schema.Errors); ok {
+			rejected = append(rejected, es...)
+			continue
+		}
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		if len(out[i]) == 0 {
+			continue
+		}
+		if reused[i] {
+			res.Stats.Reused++
+		} else {
+			res.Stats.Compiled++
+		}
+		res.Classes = append(res.Classes, out[i]...)
 	}
 	if len(rejected) > 0 {
 		return nil, rejected.Sorted()
 	}
 	sort.Slice(res.Classes, func(i, j int) bool { return res.Classes[i].Name < res.Classes[j].Name })
 	return res, nil
+}
+
+// previousInputs indexes the classes of prev by service (one per
+// service: its versions share their inputs).
+func previousInputs(prev *Result) map[string]*Class {
+	out := map[string]*Class{}
+	if prev == nil {
+		return out
+	}
+	for _, c := range prev.Classes {
+		if out[c.Service] == nil && c.inputs != nil {
+			out[c.Service] = c
+		}
+	}
+	return out
+}
+
+// parallelChunks runs work on one contiguous chunk of 0..n-1 per core.
+func parallelChunks(n int, work func(lo, hi int)) {
+	workers := max(1, min(runtime.GOMAXPROCS(0), n/64))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work(n*w/workers, n*(w+1)/workers)
+		}()
+	}
+	wg.Wait()
+}
+
+// parallel runs work(0..n-1) on one worker per core.
+func parallel(n int, work func(int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers <= 1 {
+		for i := range n {
+			work(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				work(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // compilation is the state shared by all classes of one Compile call.
@@ -185,11 +349,14 @@ type compilation struct {
 	eps      Endpoints
 	opts     Options
 	revision string
-	gate     bool                // run the acceptance gate
-	regexes  map[string]*problem // the gate's verdict per distinct regex
-	// sharedLoads are the load assignments made so far, by cluster name
-	// (the same in every class).
-	sharedLoads map[string]*endpointv3.ClusterLoadAssignment
+	gate     bool        // run the acceptance gate
+	regexes  regexCache  // the gate's verdict per distinct regex
+	// callers are the default callers of each service (see
+	// defaultCallers), computed once for all classes.
+	callers map[string][]string
+	// shared holds the outbound clusters the classes share: cluster
+	// name -> *sharedCluster.
+	shared sync.Map
 }
 
 // classBuilder collects the resources of one class.
@@ -204,10 +371,19 @@ type classBuilder struct {
 	loads     map[string]*endpointv3.ClusterLoadAssignment
 	eds       map[string]edsCluster
 	origin    origins
+	// touched are the other services whose definitions the class read:
+	// every read goes through service or lookup, so that CompileFrom
+	// knows what the class depends on.
+	touched map[string]bool
+	// identities are the services of which the class read only the
+	// identity (see identity).
+	identities map[string]bool
+	// positions are the source positions the class looked up.
+	positions map[string]mesh.Pos
 }
 
-func (c *compilation) class(svc *mesh.Service, version string) (*Class, error) {
-	cl, packed, err := c.assemble(svc, version)
+func (c *compilation) class(svc *mesh.Service, version string, fps inputFingerprints) (*Class, error) {
+	cl, packed, err := c.assemble(svc, version, fps)
 	if err != nil {
 		return nil, err
 	}
@@ -219,17 +395,18 @@ func (c *compilation) class(svc *mesh.Service, version string) (*Class, error) {
 			return nil, c.findingErrors(fs, cl.Provenance)
 		}
 	}
-	v, state, err := snapshotVersion(c.revision, cl.Resources)
+	h, state, err := contentHash(cl.Resources)
 	if err != nil {
 		return nil, err
 	}
-	cl.SnapshotVersion, cl.revision, cl.hashState = v, c.revision, state
+	cl.SnapshotVersion, cl.revision, cl.hashState = versionString(c.revision, h), c.revision, state
+	cl.inputs.hash = h
 	return cl, nil
 }
 
-// assemble builds a class's resources and provenance; packed maps the Anys
-// in them to the messages they hold.
-func (c *compilation) assemble(svc *mesh.Service, version string) (*Class, map[*anypb.Any]proto.Message, error) {
+// assemble builds a class's resources, provenance and inputs; packed maps
+// the Anys in them to the messages they hold.
+func (c *compilation) assemble(svc *mesh.Service, version string, fps inputFingerprints) (*Class, map[*anypb.Any]proto.Message, error) {
 	b := &classBuilder{
 		compilation: c,
 		svc:         svc,
@@ -240,6 +417,9 @@ func (c *compilation) assemble(svc *mesh.Service, version string) (*Class, map[*
 		loads:       map[string]*endpointv3.ClusterLoadAssignment{},
 		eds:         map[string]edsCluster{},
 		origin:      origins{},
+		touched:     map[string]bool{},
+		identities:  map[string]bool{},
+		positions:   map[string]mesh.Pos{},
 	}
 	if err := b.build(); err != nil {
 		return nil, nil, err
@@ -276,6 +456,14 @@ func (c *compilation) assemble(svc *mesh.Service, version string) (*Class, map[*
 		cl.eds = append(cl.eds, b.eds[k])
 	}
 	cl.Provenance = b.origin.provenances(cl.Resources)
+	delete(b.touched, svc.Name)
+	delete(b.identities, svc.Name)
+	for name := range b.touched {
+		delete(b.identities, name) // read in full anyway
+	}
+	in := &classInputs{touched: mesh.SortedKeys(b.touched), identities: mesh.SortedKeys(b.identities), positions: b.positions}
+	in.key = classKey(fps, svc.Name, c.callers[svc.Name], in.touched, in.identities)
+	cl.inputs = in
 	return cl, b.packed, nil
 }
 
@@ -322,12 +510,28 @@ func (b *classBuilder) dependencies() ([]*mesh.Service, error) {
 	return deps, nil
 }
 
-func (c *compilation) service(name string) (*mesh.Service, error) {
-	s := c.svcs[name]
+// service is the resolved service name, read by the class (recorded).
+func (b *classBuilder) service(name string) (*mesh.Service, error) {
+	s := b.lookup(name)
 	if s == nil {
 		return nil, fmt.Errorf("unknown service %q", name)
 	}
 	return s, nil
+}
+
+// lookup is the resolved service name or nil, read by the class
+// (recorded, also when it does not exist: adding it changes the class).
+func (b *classBuilder) lookup(name string) *mesh.Service {
+	b.touched[name] = true
+	return b.svcs[name]
+}
+
+// identity is the resolved service name or nil, of which the class only
+// reads the identity (namespace, service account: its SPIFFE id);
+// recorded as such, so that other changes to it leave the class alone.
+func (b *classBuilder) identity(name string) *mesh.Service {
+	b.identities[name] = true
+	return b.svcs[name]
 }
 
 // checkPorts rejects service ports that the proxy itself listens on.

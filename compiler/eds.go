@@ -126,6 +126,7 @@ func (r *reassignment) class(c *Class) (*Class, error) {
 		}
 		cp.Resources[resource.EndpointType] = loads
 		cp.SnapshotVersion = v
+		cp.inputs = nil // built from other endpoints: CompileFrom must not reuse it
 		nc = &cp
 	}
 	r.classes[key] = nc
@@ -165,7 +166,7 @@ func (r *reassignment) version(c *Class, loads []types.Resource) (string, error)
 		}
 		hashResource(h, resource.EndpointType, e.name, b)
 	}
-	return versionString(c.revision, h), nil
+	return versionString(c.revision, hashSum(h)), nil
 }
 
 // bytes is the deterministic encoding of a load assignment, once per call.

@@ -101,20 +101,22 @@ func (ps Provenances) Refs() []ProvenanceRef {
 }
 
 // provenance finds the position of a CUE path (or its nearest written
-// ancestor) for a resource produced by service.
-func (c *compilation) provenance(service, path string) Provenance {
-	pos := c.m.Positions.Lookup(path)
+// ancestor) for a resource produced by service. The lookup is recorded:
+// CompileFrom reuses the class only if a later model answers it alike.
+func (b *classBuilder) provenance(service, path string) Provenance {
+	pos := b.m.Positions.Lookup(path)
+	b.positions[path] = pos
 	return Provenance{Service: service, File: pos.File, Line: pos.Line}
 }
 
 // servicePos is the provenance of a resource produced by a whole service.
-func (c *compilation) servicePos(service string) Provenance {
-	return c.provenance(service, mesh.ServicePath(service))
+func (b *classBuilder) servicePos(service string) Provenance {
+	return b.provenance(service, mesh.ServicePath(service))
 }
 
 // routePos is the provenance of a service's route, by route name.
-func (c *compilation) routePos(service, route string) Provenance {
-	return c.provenance(service, mesh.RoutePath(service, route))
+func (b *classBuilder) routePos(service, route string) Provenance {
+	return b.provenance(service, mesh.RoutePath(service, route))
 }
 
 // origins records, while a class is built, where each message came from;

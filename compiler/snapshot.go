@@ -22,12 +22,12 @@ var ResourceTypes = []resource.Type{
 	resource.EndpointType,
 }
 
-// snapshotVersion is "<revision>/<hash>": the first 12 hex digits of a
-// sha256 over every resource (type URL, name, deterministic proto
-// encoding), in type then name order. state is the hash's state after
-// every type but the load assignments (the last type), from which
+// contentHash is the first 12 hex digits of a sha256 over every resource
+// (type URL, name, deterministic proto encoding), in type then name order:
+// the snapshot version without its revision. state is the hash's state
+// after every type but the load assignments (the last type), from which
 // WithEndpoints finishes the hash of new load assignments.
-func snapshotVersion(revision string, res map[resource.Type][]types.Resource) (version string, state []byte, err error) {
+func contentHash(res map[resource.Type][]types.Resource) (sum string, state []byte, err error) {
 	h := sha256.New()
 	last := len(ResourceTypes) - 1
 	if err := hashTypes(h, ResourceTypes[:last], res); err != nil {
@@ -39,7 +39,7 @@ func snapshotVersion(revision string, res map[resource.Type][]types.Resource) (v
 	if err := hashTypes(h, ResourceTypes[last:], res); err != nil {
 		return "", nil, err
 	}
-	return versionString(revision, h), state, nil
+	return hashSum(h), state, nil
 }
 
 // hashTypes adds the resources of the given types to h.
@@ -63,14 +63,16 @@ func hashResource(h hash.Hash, t resource.Type, name string, b []byte) {
 	h.Write(b)
 }
 
-// versionString is "<revision>/<first 12 hex digits of h>" (just the
-// digits when revision is empty).
-func versionString(revision string, h hash.Hash) string {
-	sum := hex.EncodeToString(h.Sum(nil))[:12]
+// hashSum is the first 12 hex digits of h's sum.
+func hashSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil))[:12] }
+
+// versionString is a snapshot version: "<revision>/<hash>", or the hash
+// alone without a revision.
+func versionString(revision, hash string) string {
 	if revision == "" {
-		return sum
+		return hash
 	}
-	return revision + "/" + sum
+	return revision + "/" + hash
 }
 
 // Snapshot is the class as a go-control-plane snapshot, versioned with

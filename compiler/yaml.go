@@ -3,6 +3,7 @@ package compiler
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -11,10 +12,28 @@ import (
 )
 
 // MarshalYAML writes resources as a YAML list, each element the resource's
-// proto3 JSON form with its "@type". The output is deterministic: protojson
-// deliberately varies its whitespace, so its output is parsed again and
-// written by sigs.k8s.io/yaml, which sorts keys.
+// proto3 JSON form with its "@type", keys sorted. The output is
+// deterministic. It is written directly from the messages (yamlfast.go);
+// the bytes are those of the reference path (protojson, parsed again and
+// written by sigs.k8s.io/yaml, since protojson deliberately varies its
+// whitespace), which writes whatever the direct writer leaves to it.
 func MarshalYAML(msgs ...proto.Message) ([]byte, error) {
+	return fastYAMLList(msgs)
+}
+
+// MarshalYAMLObject writes one message as a YAML object without "@type":
+// the form `envoy -c` reads a bootstrap in. Deterministic like MarshalYAML.
+func MarshalYAMLObject(m proto.Message) ([]byte, error) {
+	b, err := fastYAMLObject(m)
+	if errors.Is(err, errSlow) {
+		return referenceYAMLObject(m)
+	}
+	return b, err
+}
+
+// referenceYAML is MarshalYAML the slow way: protojson, encoding/json,
+// sigs.k8s.io/yaml.
+func referenceYAML(msgs ...proto.Message) ([]byte, error) {
 	list := make([]any, 0, len(msgs))
 	for _, m := range msgs {
 		a, err := marshalAny(m)
@@ -30,9 +49,11 @@ func MarshalYAML(msgs ...proto.Message) ([]byte, error) {
 	return yaml.Marshal(list)
 }
 
-// MarshalYAMLObject writes one message as a YAML object without "@type":
-// the form `envoy -c` reads a bootstrap in. Deterministic like MarshalYAML.
-func MarshalYAMLObject(m proto.Message) ([]byte, error) {
+// slowYAMLList is one element of a MarshalYAML list the reference way.
+func slowYAMLList(m proto.Message) ([]byte, error) { return referenceYAML(m) }
+
+// referenceYAMLObject is MarshalYAMLObject the slow way.
+func referenceYAMLObject(m proto.Message) ([]byte, error) {
 	v, err := jsonValue(m)
 	if err != nil {
 		return nil, err

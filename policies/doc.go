@@ -40,12 +40,15 @@
 // package path below it ("mtls_strict", "team.owner_label"). Its rules
 // named deny or deny_<name> stop the build; warn or warn_<name> are
 // reported. Each is a set of messages (or a single message, or true), a
-// message being a string or an object {msg, path, fix} where path is the
-// field path the finding is about: an array of keys and indexes from the
-// input's root (["mesh", "services", "orders", "routes", "create"]), which
-// is also the CUE path (mesh.services.orders.routes.create), or a CUE path
-// string. The engine maps it to the file:line where that field (or its
-// nearest written ancestor) is written. The package's METADATA block (title, description,
+// message being a string or an object {msg, path, fix, related} where path
+// is the field path the finding is about: an array of keys and indexes
+// from the input's root (["mesh", "services", "orders", "routes",
+// "create"]), which is also the CUE path
+// (mesh.services.orders.routes.create), or a CUE path string. The engine
+// maps it to the file:line where that field (or its nearest written
+// ancestor) is written; related ([{path, msg}], optional) are other places
+// the finding involves, each mapped the same way (Finding.Related) and
+// named in the message with its file:line (Finding.Message). The package's METADATA block (title, description,
 // custom.fix) is the rule's documentation: `weft vet --explain`, SARIF.
 //
 // docs/policies.md documents every default rule, the configuration and how

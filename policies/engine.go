@@ -429,9 +429,39 @@ func (e *Engine) EvalValue(ctx context.Context, m *mesh.Model, input ast.Value) 
 	return out, nil
 }
 
+// related converts a message's "related" entries: a list of {path, msg}
+// objects, each path mapped to its position.
+func related(m *mesh.Model, v any) ([]Related, error) {
+	if v == nil {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("related is a %T, want a list of {path, msg}", v)
+	}
+	out := make([]Related, 0, len(list))
+	for _, it := range list {
+		o, ok := it.(map[string]any)
+		msg, _ := o["msg"].(string)
+		if !ok || msg == "" {
+			return nil, fmt.Errorf("related entry %v: want {path, msg} with a string msg", it)
+		}
+		path, err := cuePath(o["path"])
+		if err != nil {
+			return nil, fmt.Errorf("related entry: %w", err)
+		}
+		lookup := path
+		if lookup == "" {
+			lookup = "mesh"
+		}
+		out = append(out, Related{Msg: msg, Path: path, Pos: m.Positions.Lookup(lookup)})
+	}
+	return out, nil
+}
+
 // findings converts the value of one deny/warn rule. The contract is
 // conftest's: a set (or list) of messages, each a string or an object
-// {msg, path, fix}; a single message; or true.
+// {msg, path, fix, related}; a single message; or true.
 func (e *Engine) findings(m *mesh.Model, env string, s slot, v any) ([]Finding, error) {
 	r := e.rules[s.rule]
 	var items []any
@@ -464,6 +494,9 @@ func (e *Engine) findings(m *mesh.Model, env string, s slot, v any) ([]Finding, 
 			f.Path = path
 			if fix, ok := x["fix"].(string); ok {
 				f.Fix = fix
+			}
+			if f.Related, err = related(m, x["related"]); err != nil {
+				return nil, fmt.Errorf("rule %s: %s: %w", s.rule, s.kind, err)
 			}
 		default:
 			return nil, fmt.Errorf("rule %s: %s returned %v: want a message or {msg, path}", s.rule, s.kind, it)

@@ -62,6 +62,7 @@ func TestEveryDefaultRuleHasAViolatingFixture(t *testing.T) {
 		{"callee_endpoints", "", "base deny callee_endpoints mesh.cue:22:4", "service api is called by web, but none of its versions has endpoints or replicas"},
 		{"canary_drift", "prod", "prod warn canary_drift environments/prod/prod.cue:5:2", `canary weights of service api route "split" change from dev to prod: v1 50 -> 80, v2 50 -> 20`},
 		{"outlier_ejection", "", "base warn outlier_ejection mesh.cue:26:5", "outlier detection of service api can never eject an endpoint: maxEjectionPercent 10 is below one endpoint's share of version v1 (2 endpoints, 50% each)"},
+		{"reachability", "", "base deny reachability mesh.cue:27:18", "web calls api, but api's authz.deny[0] refuses every request from web"},
 		{"grpc_methods", "", "base warn grpc_methods mesh.cue:32:35", "authz.allow[0] of service api matches methods GET, but every call to its gRPC ports is a POST: the rule allows no call"},
 	}
 	e, err := policies.New(ctx, policies.Options{})

@@ -62,6 +62,38 @@ type Finding struct {
 	Excused string `json:"excused,omitempty"`
 	// Also lists other positions involved (schema conflicts).
 	Also []mesh.Pos `json:"also,omitempty"`
+	// Related are other places the finding involves, named in its
+	// message with their file:line (see Message): a rule returns them as
+	// "related": [{"path": ..., "msg": ...}] (rule reachability: the
+	// caller's calls entry).
+	Related []Related `json:"related,omitempty"`
+}
+
+// Related is one other place a finding involves: what it is (Msg), its
+// CUE field path and where that is written.
+type Related struct {
+	Msg  string   `json:"msg"`
+	Path string   `json:"path,omitempty"`
+	Pos  mesh.Pos `json:"pos"`
+}
+
+// Message is the finding's message with its related places appended, each
+// as " (<what>: <file:line:col>)"; pos rewrites a position for display
+// (nil leaves it as is).
+func (f Finding) Message(pos func(mesh.Pos) mesh.Pos) string {
+	if len(f.Related) == 0 {
+		return f.Msg
+	}
+	var b strings.Builder
+	b.WriteString(f.Msg)
+	for _, r := range f.Related {
+		p := r.Pos
+		if pos != nil {
+			p = pos(p)
+		}
+		fmt.Fprintf(&b, " (%s: %s)", r.Msg, p)
+	}
+	return b.String()
 }
 
 // Service is the service a finding is about, read from its path, or "".
@@ -72,7 +104,7 @@ func (f Finding) String() string {
 	if f.Path != "" {
 		s += f.Path + ": "
 	}
-	s += f.Msg
+	s += f.Message(nil)
 	if f.Excused != "" {
 		s += " (excused: " + f.Excused + ")"
 	}

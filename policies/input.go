@@ -100,8 +100,9 @@ func inherited(m *mesh.Model, name string, s *mesh.Service) []string {
 //
 //   - input.mesh is the model as its JSON encoding has it (the field names
 //     and shapes of the CUE schema: routes keyed by route name, durations
-//     as strings), with two differences that make rules simpler: lists are
-//     never null (an absent list is []), and each service has "inherited",
+//     as strings), with three differences that make rules simpler: lists
+//     are never null (an absent list is []), an authz allow list written
+//     empty is [] (an absent one is left out), and each service has "inherited",
 //     an object whose keys are the fields the loader resolved from
 //     mesh.defaults (the service did not write them).
 //   - input.routes is the effective route table of every service with an
@@ -138,6 +139,7 @@ func BuildInput(in Input) ast.Value {
 				s := m.Services[name]
 				inh := inherited(m, name, s)
 				obj := encode(st, reflect.ValueOf(s)).Value.(ast.Object)
+				emptyAllow(obj, s)
 				io := ast.NewObjectWithCapacity(len(inh))
 				for _, f := range inh {
 					io.Insert(ast.InternedTerm(f), ast.InternedTerm(true))
@@ -188,6 +190,20 @@ func BuildInput(in Input) ast.Value {
 		ast.Item(ast.InternedTerm("revision"), ast.StringTerm(m.Revision)),
 		ast.Item(ast.InternedTerm("splits"), ast.NewTerm(splits)),
 	)
+}
+
+// emptyAllow writes an allow list that was written empty (authz: allow:
+// [], which admits nobody) as [] rather than leaving it out like an
+// absent one (which means the default callers).
+func emptyAllow(svc ast.Object, s *mesh.Service) {
+	if s.Authz == nil || !s.Authz.AllowSet || len(s.Authz.Allow) > 0 {
+		return
+	}
+	if t := svc.Get(ast.InternedTerm("authz")); t != nil {
+		if az, ok := t.Value.(ast.Object); ok {
+			az.Insert(ast.InternedTerm("allow"), ast.ArrayTerm())
+		}
+	}
 }
 
 // routeTable is input.routes[name]: nil for a service without an http or

@@ -147,7 +147,7 @@ func writeFindings(w io.Writer, e EnvReport, o WriteOptions, c palette) {
 		if f.Severity == Deny {
 			sev = c.red + "deny" + c.reset
 		}
-		fmt.Fprintf(w, "    %-*s  %s  %s%-*s%s  %s\n", posW, fmt.Sprintf("%d:%d", f.Pos.Line, f.Pos.Column), sev, c.dim, ruleW, f.Rule, c.reset, f.Msg)
+		fmt.Fprintf(w, "    %-*s  %s  %s%-*s%s  %s\n", posW, fmt.Sprintf("%d:%d", f.Pos.Line, f.Pos.Column), sev, c.dim, ruleW, f.Rule, c.reset, f.Message(o.pos))
 		switch {
 		case f.Excused != "":
 			fmt.Fprintf(w, "%s%sexcused: %s%s\n", indent, c.dim, f.Excused, c.reset)
@@ -211,9 +211,18 @@ func (r *Report) writeJSON(o WriteOptions) error {
 		doc.Environments = append(doc.Environments, je)
 	}
 	for _, f := range r.Findings() {
+		f.Msg = f.Message(o.pos)
 		f.Pos = o.pos(f.Pos)
 		for i, a := range f.Also {
 			f.Also[i] = o.pos(a)
+		}
+		if f.Related != nil {
+			rel := make([]Related, len(f.Related))
+			for i, a := range f.Related {
+				a.Pos = o.pos(a.Pos)
+				rel[i] = a
+			}
+			f.Related = rel
 		}
 		doc.Findings = append(doc.Findings, f)
 	}
@@ -242,7 +251,7 @@ func (r *Report) writeGitHub(o WriteOptions) error {
 			}
 		}
 		props = append(props, "title="+ghProperty("weft/"+f.Rule))
-		msg := f.Msg
+		msg := f.Message(o.pos)
 		if f.Environment != "" {
 			msg = "[" + f.Environment + "] " + msg
 		}

@@ -53,17 +53,20 @@ type sarifRuleConfig struct {
 }
 
 type sarifResult struct {
-	RuleID     string          `json:"ruleId"`
-	RuleIndex  int             `json:"ruleIndex"`
-	Level      string          `json:"level"`
-	Message    sarifText       `json:"message"`
-	Locations  []sarifLocation `json:"locations,omitempty"`
-	Properties map[string]any  `json:"properties,omitempty"`
+	RuleID           string          `json:"ruleId"`
+	RuleIndex        int             `json:"ruleIndex"`
+	Level            string          `json:"level"`
+	Message          sarifText       `json:"message"`
+	Locations        []sarifLocation `json:"locations,omitempty"`
+	RelatedLocations []sarifLocation `json:"relatedLocations,omitempty"`
+	Properties       map[string]any  `json:"properties,omitempty"`
 }
 
 type sarifLocation struct {
+	ID               *int           `json:"id,omitempty"`
 	PhysicalLocation *sarifPhysical `json:"physicalLocation,omitempty"`
 	LogicalLocations []sarifLogical `json:"logicalLocations,omitempty"`
+	Message          *sarifText     `json:"message,omitempty"`
 }
 
 type sarifPhysical struct {
@@ -126,7 +129,7 @@ func (r *Report) writeSARIF(o WriteOptions) error {
 		if !ok {
 			continue
 		}
-		msg := f.Msg
+		msg := f.Message(o.pos)
 		if f.Environment != "" {
 			msg = "[" + f.Environment + "] " + msg
 		}
@@ -154,6 +157,22 @@ func (r *Report) writeSARIF(o WriteOptions) error {
 		}
 		if loc.PhysicalLocation != nil || loc.LogicalLocations != nil {
 			res.Locations = []sarifLocation{loc}
+		}
+		for i, rel := range f.Related {
+			p := o.pos(rel.Pos)
+			if !p.IsValid() || strings.HasPrefix(p.File, "weft:") {
+				continue
+			}
+			id := i + 1
+			rl := sarifLocation{ID: &id, Message: &sarifText{Text: rel.Msg},
+				PhysicalLocation: &sarifPhysical{ArtifactLocation: sarifArtifact{URI: artifactURI(p.File)}}}
+			if p.Line > 0 {
+				rl.PhysicalLocation.Region = &sarifRegion{StartLine: p.Line, StartColumn: p.Column}
+			}
+			if rel.Path != "" {
+				rl.LogicalLocations = []sarifLogical{{FullyQualifiedName: rel.Path, Kind: "member"}}
+			}
+			res.RelatedLocations = append(res.RelatedLocations, rl)
 		}
 		if len(res.Properties) == 0 {
 			res.Properties = nil

@@ -7,8 +7,10 @@
 #   SUITES="pipeline" scripts/benchmarks.sh   # rerun these suites; the other
 #                                             # sections of BENCHMARKS.md are kept
 #
-# A suite is "name|package|benchmark regexp|benchtime|what it measures".
-# Add a line to SUITES_ALL for a new benchmark.
+# A suite is "name|package|benchmark regexp|benchtime|what it measures",
+# optionally "|cli" for the whole-process table (wall time and peak memory
+# beside the same run's `cue export` of the same mesh). Add a line to
+# SUITES_ALL for a new benchmark.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +23,8 @@ SUITES_ALL=(
 	"load|./schema/|^BenchmarkLoad$|3x|the loader alone: CUE evaluation, validation, decoding, positions, checks"
 	"compile|./tests/|^BenchmarkCompile$|3x|the compiler alone on a loaded model"
 	"gate|./compiler/|^BenchmarkGate$|3x|the compiler's acceptance gate within a revision's pipeline (load + compile, as in pipeline): gate-ms/op is the time spent in the gate (model checks, then the checks of every emitted resource), gate-% its share of the pipeline; both are in the raw lines (goal: at most 10%)"
+	"incremental|./tests/|^BenchmarkCompileOneServiceChanged$|20x|compiler.CompileFrom: the compile step of a revision that changes one service (svc-00050's split; three services call it), reusing the previous revision's result; compiled = services compiled again (the rest reused). Both models from schema.Load"
+	"cli|./tests/|^BenchmarkCLI$|3x|whole processes on generated meshes (10 endpoints and 3 dependencies per service, 2 versions each, every service with a timeout so that weft vet passes): cue export -e mesh of the mesh with the plain cue CLI (the floor: evaluating the same CUE), weft vet, weft build (resources and provenance of every class; no static bootstraps), weft diff of two revisions that differ in one split, and weft build tmpfs: the same build into /dev/shm, which tells the disk's latency from weft's own cost. Wall time of the process and its peak resident memory (the largest of the runs, getrusage maxrss)|cli"
 	"policies|./policies/|^BenchmarkPolicies$|5x|the policy gate on one environment (prod, every default rule), engine compiled once: check = model to OPA input + evaluation of the prepared query + findings with file:line; input and eval are its two parts. Generated meshes as above; clean ones give every service a timeout and pass every rule, the others get one route_timeout deny per service"
 	"xds-delta-push|./reconciler/xds/|^BenchmarkDeltaEndpointPush$|200x|xDS server: one endpoint change pushed to 100 connected delta ADS clients (in-process gRPC clients on loopback, not Envoys) until the server has all 100 ACKs; p50/p99 over iterations"
 	"xds-sotw-sync|./reconciler/xds/|^BenchmarkSotWFullSync$|5x|xDS server, 1,000-service mesh (2,000 classes, compiled once), 100 SotW ADS clients of distinct classes: connect = 100 new clients until all hold all their resources and are ACKed; republish = a new revision of the whole mesh (every snapshot built and checked) until all 100 ACKed"
@@ -32,6 +36,37 @@ SUITES_ALL=(
 	"controller-reconcile|./reconciler/controller/|^BenchmarkFluxArtifactReconcile$|3x|weft controller, one new revision of a 1,000-service mesh (2,000 proxy classes) from a Flux artifact: fetch (Flux's ArchiveFetcher: download, digest check, untar; fetch-ms) + the pipeline (load, vet with every default policy, compile, publish to the xDS server; pipeline-ms)"
 	"controller-rss|./tests/|^BenchmarkControllerRSS$|1x|the weft controller process (the binary, with the Deployment's flags) against a real apiserver and source-controller, serving a 1,000-service Mesh: ready-s from the Mesh's creation to Ready, rss-MB once Ready, peak-rss-MB (VmHWM; goal: at most 300 MB); time/op includes starting the apiserver, etcd and source-controller"
 )
+
+# cli_table NAME WHAT RAW writes the whole-process table: per mesh size
+# and command, wall time and peak memory, and both as a multiple of the
+# same run's cue export of that mesh.
+cli_table() {
+	local name="$1" what="$2" raw="$3"
+	echo "## $name"
+	echo
+	echo "$what."
+	echo
+	echo "| services | command | wall time | CPU time | peak memory | wall / cue export | CPU / cue export | memory / cue export |"
+	echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+	awk '/^BenchmarkCLI\// {
+		split($1, p, "/"); sub(/^services=/, "", p[2]); cmd = p[3]; sub(/-[0-9]+$/, "", cmd)
+		ns = 0; mb = 0; cs = 0
+		for (i = 2; i <= NF; i++) { if ($i == "ns/op") ns = $(i-1); if ($i == "peak-MB") mb = $(i-1); if ($i == "cpu-s/op") cs = $(i-1) }
+		n++; size[n] = p[2]; name[n] = cmd; wall[n] = ns / 1e9; peak[n] = mb; cpu[n] = cs
+		if (cmd == "cue-export") { fw[p[2]] = ns / 1e9; fm[p[2]] = mb; fc[p[2]] = cs }
+	}
+	END {
+		for (i = 1; i <= n; i++) {
+			c = name[i]; gsub(/-/, " ", c); s = size[i]
+			printf "| %s | `%s` | %.2f s | %.2f s | %.0f MB | %.2f | %.2f | %.2f |\n", s, c, wall[i], cpu[i], peak[i], wall[i] / fw[s], cpu[i] / fc[s], peak[i] / fm[s]
+		}
+	}' "$raw"
+	echo
+	echo '```'
+	grep -E '^(Benchmark|goos|goarch|pkg|cpu)' "$raw"
+	echo '```'
+	echo
+}
 
 OUT="$ROOT/BENCHMARKS.md"
 RAW="$(mktemp)"
@@ -59,13 +94,17 @@ section() {
 }
 
 for suite in "${SUITES_ALL[@]}"; do
-	IFS='|' read -r name pkg re benchtime what <<<"$suite"
+	IFS='|' read -r name pkg re benchtime what table <<<"$suite"
 	if [[ -n "${SUITES:-}" && " $SUITES " != *" $name "* ]]; then
 		section "$name" >> "$OUT.tmp"
 		continue
 	fi
 	echo "==> $name: go test -run='^\$' -bench='$re' -benchtime=$benchtime -benchmem $pkg" >&2
 	go test -run='^$' -bench="$re" -benchtime="$benchtime" -benchmem "$pkg" | tee "$RAW" >&2
+	if [[ "${table:-}" == cli ]]; then
+		cli_table "$name" "$what" "$RAW" >> "$OUT.tmp"
+		continue
+	fi
 	{
 		echo "## $name"
 		echo

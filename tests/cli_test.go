@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -83,7 +84,7 @@ func readTree(t *testing.T, dir string) map[string]string {
 }
 
 func TestHelpHasExamples(t *testing.T) {
-	for _, c := range []string{"", "init", "vet", "build", "up", "status", "demo-app"} {
+	for _, c := range []string{"", "init", "vet", "build", "diff", "up", "status", "demo-app"} {
 		r := weftRun(t, ".", strings.Fields(c+" --help")...)
 		if r.code != 0 || !strings.Contains(r.stdout, "Examples:") || !strings.Contains(r.stdout, "weft "+c) {
 			t.Errorf("weft %s --help: code %d, no example:\n%s", c, r.code, r.stdout)
@@ -216,7 +217,7 @@ func TestEnvoyAcceptsEveryClass(t *testing.T) {
 	envoy := tooltest.Envoy(t)
 	for _, env := range []string{"", "dev", "staging", "prod"} {
 		out := filepath.Join(t.TempDir(), "out")
-		if r := weftRun(t, examplesDir(), "build", ".", "--env", env, "-o", out); r.code != 0 {
+		if r := weftRun(t, examplesDir(), "build", ".", "--env", env, "-o", out, "--static-bootstrap"); r.code != 0 {
 			t.Fatalf("build %q: %+v", env, r)
 		}
 		boots, _ := filepath.Glob(filepath.Join(out, "*", "bootstrap.yaml"))
@@ -259,5 +260,38 @@ func TestBuildRunsThePolicyGate(t *testing.T) {
 	}
 	if r := weftRun(t, dir, "build", ".", "--env", "dev", "-o", out); r.code != 0 {
 		t.Fatalf("build of dev with a fault: %+v", r)
+	}
+}
+
+// TestBuildOnlyWhatIsAsked: --service writes the classes of the services
+// named, nothing else (the summary still lists every class); the versions
+// of a service share their files.
+func TestBuildOnlyWhatIsAsked(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	r := weftRun(t, examplesDir(), "build", ".", "--env", "prod", "-o", out, "--service", "reviews")
+	if r.code != 0 {
+		t.Fatalf("build: %+v", r)
+	}
+	files := readTree(t, out)
+	var dirs []string
+	for name := range files {
+		if d := filepath.Dir(name); d != "." && !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	slices.Sort(dirs)
+	if strings.Join(dirs, " ") != "reviews-v1 reviews-v2" || !strings.Contains(files["summary.txt"], "frontend-v1") {
+		t.Errorf("classes written: %v; summary:\n%s", dirs, files["summary.txt"])
+	}
+	if _, ok := files[filepath.Join("reviews-v1", "bootstrap.yaml")]; ok {
+		t.Error("a static bootstrap without --static-bootstrap")
+	}
+	a, err1 := os.Stat(filepath.Join(out, "reviews-v1", "routes.yaml"))
+	b, err2 := os.Stat(filepath.Join(out, "reviews-v2", "routes.yaml"))
+	if err1 != nil || err2 != nil || !os.SameFile(a, b) {
+		t.Errorf("the versions of reviews do not share routes.yaml (%v %v)", err1, err2)
+	}
+	if r := weftRun(t, examplesDir(), "build", ".", "--env", "prod", "-o", out, "--service", "ghost"); r.code == 0 || !strings.Contains(r.stderr, "--service ghost: no such service") {
+		t.Errorf("unknown service: %+v", r)
 	}
 }

@@ -6,6 +6,9 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -13,14 +16,13 @@ import (
 	"github.com/weft-dev/weft/compiler/monitoring"
 	"github.com/weft-dev/weft/policies"
 	"github.com/weft-dev/weft/reconciler/pipeline"
-	"github.com/weft-dev/weft/schema"
 )
 
 func newBuildCmd() *cobra.Command {
 	var (
 		env, out, revision string
 		gate               pipeline.Gate
-		boot               compiler.BootstrapOptions
+		tree               compiler.TreeOptions
 		netpol             compiler.NetworkPolicyOptions
 	)
 	cmd := &cobra.Command{
@@ -34,9 +36,10 @@ version). For each class it writes to OUT/<class>/:
   listeners.yaml routes.yaml clusters.yaml endpoints.yaml   the xDS resources
   provenance.yaml  the file:line that defined each resource, filter chain,
                    virtual host and route
-  bootstrap.yaml   a complete static Envoy bootstrap holding them all,
-                   runnable with "envoy -c" (certificates still come from
-                   the agent's SDS socket)
+  bootstrap.yaml   with --static-bootstrap only: a complete static Envoy
+                   bootstrap holding them all, runnable with "envoy -c"
+                   (certificates still come from the agent's SDS socket);
+                   it repeats every resource of the class
 
 and at the root:
 
@@ -51,16 +54,22 @@ and at the root:
     rules/<service>.yaml        Prometheus recording and alerting rules for
                                 the service's slo block (burn-rate alerts)
 
+--service writes only the classes of the services named (the whole mesh is
+still vetted and compiled). The classes of one service hold the same
+resources: their files are hard links to the same bytes.
 Endpoints are the static endpoints of the definition. The same input always
 gives the same bytes. OUT is replaced if it holds a previous build; any other
 non-empty directory is refused.`,
 		Example: `  weft build environments --env prod -o out/prod
+  weft build environments --env prod -o out/prod --static-bootstrap
+  weft build environments --env prod -o out/reviews --service reviews
   envoy --mode validate -c out/prod/reviews-v2/bootstrap.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
 				return fmt.Errorf("build: -o OUT is required")
 			}
+			batchGC()
 			if revision == "" {
 				revision = gitRevision(args[0])
 			}
@@ -79,28 +88,37 @@ non-empty directory is refused.`,
 				}
 				return exitError{1}
 			}
-			files, err := compiler.Tree(res, boot)
+			m, envName := rep.Envs[0].Model, rep.Envs[0].Name
+			for _, svc := range tree.Services {
+				if m.Services[svc] == nil {
+					return fmt.Errorf("build: --service %s: no such service (services: %s)", svc, strings.Join(m.ServiceNames(), ", "))
+				}
+			}
+			extra := map[string][]byte{}
+			nps, err := compiler.NetworkPolicies(m, netpol)
 			if err != nil {
 				return fmt.Errorf("compile: %w", err)
 			}
-			nps, err := compiler.NetworkPolicies(rep.Envs[0].Model, netpol)
-			if err != nil {
+			if extra[compiler.NetworkPoliciesFile], err = compiler.NetworkPoliciesYAML(nps); err != nil {
 				return fmt.Errorf("compile: %w", err)
 			}
-			if files[compiler.NetworkPoliciesFile], err = compiler.NetworkPoliciesYAML(nps); err != nil {
-				return fmt.Errorf("compile: %w", err)
-			}
-			mon, err := monitoring.Files(rep.Envs[0].Model)
+			mon, err := monitoring.Files(m)
 			if err != nil {
 				return fmt.Errorf("monitoring: %w", err)
 			}
 			for name, b := range mon {
-				files[path.Join(monitoringDir, name)] = b
+				extra[path.Join(monitoringDir, name)] = b
 			}
-			if err := writeTree(out, files); err != nil {
+			rep = nil // the compiled result is all build needs now
+			if err := writeTree(out, func(dir string) error {
+				if err := writeFiles(dir, res, tree); err != nil {
+					return err
+				}
+				return writeExtra(dir, extra)
+			}); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "revision %s, environment %s -> %s\n\n%s", revision, rep.Envs[0].Name, out, files[compiler.SummaryFile])
+			fmt.Fprintf(cmd.OutOrStdout(), "revision %s, environment %s -> %s\n\n%s", revision, envName, out, compiler.Summary(res))
 			return nil
 		},
 	}
@@ -110,8 +128,10 @@ non-empty directory is refused.`,
 	f.StringVar(&revision, "revision", "", `source revision recorded in versions and provenance (default: git HEAD of DIR, "-dirty" if modified, or "local")`)
 	f.StringArrayVar(&gate.PolicyDirs, "policy", nil, "folder of Rego and data files compiled with the default policies (repeatable), as in weft vet")
 	gate.Limits.BindFlags(f)
-	f.Uint32Var(&boot.AdminPort, "admin-port", compiler.DefaultAdminPort, "Envoy admin port in the bootstraps (127.0.0.1)")
-	f.StringVar(&boot.SDSSocket, "sds-socket", compiler.DefaultSDSSocket, "unix socket of the agent's SDS server in the bootstraps")
+	f.BoolVar(&tree.StaticBootstrap, "static-bootstrap", false, "also write each class's complete static bootstrap.yaml (every resource inlined)")
+	f.StringSliceVar(&tree.Services, "service", nil, "write only the classes of these services (repeatable, or comma separated; summary.txt lists every class)")
+	f.Uint32Var(&tree.Bootstrap.AdminPort, "admin-port", compiler.DefaultAdminPort, "Envoy admin port in the static bootstraps (127.0.0.1)")
+	f.StringVar(&tree.Bootstrap.SDSSocket, "sds-socket", compiler.DefaultSDSSocket, "unix socket of the agent's SDS server in the static bootstraps")
 	f.StringVar(&netpol.ControlPlaneNamespace, "control-plane-namespace", compiler.DefaultControlPlaneNamespace,
 		"namespace of weft's controller, whose pods the NetworkPolicies admit")
 	return cmd
@@ -120,9 +140,9 @@ non-empty directory is refused.`,
 // monitoringDir is the folder of the dashboards and rules in OUT.
 const monitoringDir = "monitoring"
 
-// writeTree writes files into a fresh sibling directory and swaps it in,
-// so that OUT never holds a mix of two builds.
-func writeTree(out string, files map[string][]byte) error {
+// writeTree has fill write the files into a fresh sibling directory and
+// swaps it in, so that OUT never holds a mix of two builds.
+func writeTree(out string, fill func(dir string) error) error {
 	if entries, err := os.ReadDir(out); err == nil && len(entries) > 0 {
 		if _, err := os.Stat(filepath.Join(out, compiler.SummaryFile)); err != nil {
 			return fmt.Errorf("build: %s is not empty and holds no previous build (no %s); choose another -o", out, compiler.SummaryFile)
@@ -137,14 +157,8 @@ func writeTree(out string, files map[string][]byte) error {
 		return fmt.Errorf("build: %w", err)
 	}
 	defer os.RemoveAll(tmp)
-	for _, name := range schema.SortedNames(files) {
-		p := filepath.Join(tmp, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return fmt.Errorf("build: %w", err)
-		}
-		if err := os.WriteFile(p, files[name], 0o644); err != nil {
-			return fmt.Errorf("build: %w", err)
-		}
+	if err := fill(tmp); err != nil {
+		return fmt.Errorf("build: %w", err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return fmt.Errorf("build: %w", err)
@@ -154,6 +168,71 @@ func writeTree(out string, files map[string][]byte) error {
 	}
 	if err := os.Rename(tmp, out); err != nil {
 		return fmt.Errorf("build: %w", err)
+	}
+	return nil
+}
+
+// writeFiles writes the tree of res below dir as the compiler makes its
+// files, from the compiler's workers: the whole tree is never in memory.
+// The classes that share their resources (the versions of a service) get
+// the same bytes: the first is written, the others are hard links to it
+// (written if linking fails), which halves the files the file system
+// creates for a mesh whose services have two versions.
+func writeFiles(dir string, res *compiler.Result, o compiler.TreeOptions) error {
+	var mu sync.Mutex
+	made := map[string]bool{}
+	first := map[*byte]string{} // the bytes of a file -> where they were written first
+	return compiler.WriteTree(res, o, func(name string, b []byte) error {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		d := filepath.Dir(p)
+		mu.Lock()
+		if !made[d] {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				mu.Unlock()
+				return err
+			}
+			made[d] = true
+		}
+		var src string
+		if len(b) > 0 {
+			if src = first[&b[0]]; src == "" {
+				first[&b[0]] = p
+			}
+		}
+		mu.Unlock()
+		if src != "" && os.Link(src, p) == nil {
+			return nil
+		}
+		return os.WriteFile(p, b, 0o644)
+	})
+}
+
+// batchGC makes weft build's garbage collector collect when the heap has
+// grown by half rather than doubled (GOGC=50), unless GOGC or GOMEMLIMIT
+// say otherwise: loading leaves much garbage behind. Measured with
+// /usr/bin/time on the generated meshes: 1,000 services peak at ~217 MB
+// instead of ~256 MB, 2,000 at ~393 MB instead of ~481 MB, for little CPU
+// (weft diff, whose goal is time, keeps the default: there it cost 20%).
+// A fixed soft memory limit, tried first, made the collector run without
+// pause once a larger mesh's live data neared it: 2,000 services took
+// 20 s of CPU instead of 4.
+func batchGC() {
+	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetGCPercent(50)
+	}
+}
+
+// writeExtra writes files that are not the compiler's tree (the network
+// policies, the monitoring files) below dir.
+func writeExtra(dir string, files map[string][]byte) error {
+	for name, b := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -15,7 +15,10 @@ func newInitCmd() *cobra.Command {
 		Short: "Scaffold a mesh repository",
 		Long: `init writes a new mesh repository into DIR: cue.mod carrying the weft
 schema (so that plain "cue vet ./..." validates it with no weft installed),
-a base mesh.cue and dev and prod environments. It never overwrites files.`,
+a base mesh.cue, dev and prod environments, and a GitHub Actions workflow
+(.github/workflows/weft.yml) that runs cue vet, weft vet (SARIF to code
+scanning) and weft diff against the base branch as a pull-request comment
+(docs/ci.md). It never overwrites files.`,
 		Example: `  weft init ./mesh
   cd mesh && cue vet -c ./... && weft vet .`,
 		Args: cobra.ExactArgs(1),

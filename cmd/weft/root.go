@@ -13,11 +13,12 @@ identities and authorization in CUE, in git; weft validates the definition
 (CUE schema, cross references) and compiles it into Envoy xDS resources.`,
 		Example: `  weft init ./mesh
   weft vet ./mesh --env prod
-  weft build ./mesh --env prod -o out/`,
+  weft build ./mesh --env prod -o out/
+  weft diff --git main..HEAD ./mesh`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInitCmd(), newVetCmd(), newBuildCmd(), newUpCmd(), newStatusCmd(), newDemoAppCmd(), newInstallCmd(), newGraphCmd(),
+	root.AddCommand(newInitCmd(), newVetCmd(), newBuildCmd(), newUpCmd(), newStatusCmd(), newDemoAppCmd(), newInstallCmd(), newGraphCmd(), newDiffCmd(),
 		newControllerCmd(), newGetCmd(), newReconcileCmd())
 	return root
 }

@@ -9,7 +9,9 @@
 #     answers);
 #   - no route of it gives weight in a split (to) to a version that is not
 #     serving: that share of the requests would fail with 503 "no healthy
-#     upstream", whatever the other versions can do.
+#     upstream", whatever the other versions can do. (A route whose every
+#     weighted version is not serving makes its callers' dependency
+#     impossible: rule reachability reports it, once per caller.)
 #
 #   Otherwise the callers' requests fail with 503 once it is deployed.
 # custom:
@@ -53,6 +55,9 @@ deny contains {"msg": msg, "path": ["mesh", "services", name, "routes", route, "
 	some v, w in object.get(r, "to", {})
 	w > 0
 	not serving(s.versions[v])
+	some other, ow in r.to
+	ow > 0
+	serving(s.versions[other])
 	callers(name) != []
 	msg := sprintf("%s of service %s (called by %s) sends %d%% to version %s, which has no endpoints or replicas: those requests would get 503", [lib.route_name(r, route), name, concat(", ", callers(name)), w, v])
 	fix := sprintf("move the weight of %s to a serving version (%s), or give %s replicas", [v, concat(", ", serving_versions(s)), v])

@@ -101,6 +101,10 @@ type Pipeline struct {
 	// control plane's metrics, package reconciler/metrics).
 	Observe func(step string, took time.Duration, err error)
 
+	// inc compiles each revision from the previous compiled one: only the
+	// services whose inputs changed are compiled again (compiler.CompileFrom).
+	inc compiler.Incremental
+
 	mu sync.Mutex // serializes Reconcile and Republish
 	// pubMu guards last and published, so that they can be read while a
 	// revision runs (an Endpoints func may read them).
@@ -266,7 +270,7 @@ func (p *Pipeline) compile(ctx context.Context, r *run) error {
 	}
 	opts := p.Compile
 	opts.Revision = r.rev.Name
-	res, err := compiler.Compile(r.model, eps, opts)
+	res, err := p.inc.Compile(r.model, eps, opts)
 	if err != nil {
 		return stall(err)
 	}
