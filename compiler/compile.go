@@ -349,8 +349,8 @@ type compilation struct {
 	eps      Endpoints
 	opts     Options
 	revision string
-	gate     bool        // run the acceptance gate
-	regexes  regexCache  // the gate's verdict per distinct regex
+	gate     bool       // run the acceptance gate
+	regexes  regexCache // the gate's verdict per distinct regex
 	// callers are the default callers of each service (see
 	// defaultCallers), computed once for all classes.
 	callers map[string][]string
