@@ -17,6 +17,7 @@ identities and authorization in CUE, in git; weft validates the definition
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInitCmd(), newVetCmd(), newBuildCmd(), newUpCmd(), newStatusCmd(), newDemoAppCmd(), newInstallCmd())
+	root.AddCommand(newInitCmd(), newVetCmd(), newBuildCmd(), newUpCmd(), newStatusCmd(), newDemoAppCmd(), newInstallCmd(),
+		newInjectCmd(), newAgentCmd(), newNetinitCmd())
 	return root
 }
