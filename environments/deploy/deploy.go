@@ -8,9 +8,10 @@
 // internal/gen, which uses kustomize's Go API), committed, and embedded in
 // the binary. Render sets the namespace and the controller's image on it:
 // it moves the namespaced objects, renames the Namespace, moves the
-// ServiceAccount subjects of the bindings and replaces the image, which is
-// all a kustomize overlay setting `namespace:` and `images:` does to this
-// base. The tests hold Render to kustomize's own overlay
+// ServiceAccount subjects of the bindings and the injector webhook's
+// service reference, and replaces the image, which is all a kustomize
+// overlay setting `namespace:` and `images:` (and a NamespaceTransformer
+// for the subjects and the webhook, internal/kustomize) does to this base. The tests hold Render to kustomize's own overlay
 // (internal/kustomize) object for object, and install.yaml to a fresh
 // kustomize build.
 //
@@ -142,6 +143,16 @@ func transform(doc []byte, ns, image string) ([]byte, error) {
 			for _, s := range subjects {
 				if sm, ok := s.(map[string]any); ok && sm["kind"] == "ServiceAccount" {
 					set(sm, "namespace", ns)
+				}
+			}
+		}
+		if kind == "MutatingWebhookConfiguration" {
+			hooks, _ := obj["webhooks"].([]any)
+			for _, h := range hooks {
+				hm, _ := h.(map[string]any)
+				cc, _ := hm["clientConfig"].(map[string]any)
+				if svc, _ := cc["service"].(map[string]any); svc != nil && svc["namespace"] == DefaultNamespace {
+					set(svc, "namespace", ns)
 				}
 			}
 		}
