@@ -58,8 +58,10 @@ func Template(meta *metav1.ObjectMeta, spec *corev1.PodSpec, namespace string, o
 		return Outcome{}, err
 	}
 	if svc == "" {
-		return Outcome{Skipped: fmt.Sprintf("no mesh service name: set the label %s (or %s or app), or the annotation %s",
-			compiler.ServiceLabel, "app.kubernetes.io/name", ServiceAnnotation)}, nil
+		// Unlike an opt-out, this is probably a mistake: it gets a warning.
+		why := fmt.Sprintf("no mesh service name: set the label %s (or %s or app), or the annotation %s",
+			compiler.ServiceLabel, "app.kubernetes.io/name", ServiceAnnotation)
+		return Outcome{Skipped: why, Warnings: []string{"weft: the pod is not in the mesh: " + why}}, nil
 	}
 	redirect, err := redirectConfig(meta.Annotations)
 	if err != nil {
