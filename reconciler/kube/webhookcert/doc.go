@@ -31,7 +31,10 @@
 //     old CA stays in ca.crt until it expires;
 //  2. writes ca.crt and patches it into every webhook's
 //     clientConfig.caBundle — before any certificate signed by a new CA is
-//     served, so the API server trusts it first;
+//     served, so the API server trusts it first (a Secret that did not
+//     exist is created whole, with its first serving certificate: the API
+//     server requires tls.crt and tls.key, and no caBundle trusts anything
+//     before the patch anyway);
 //  3. issues a new serving certificate when there is none, when less than
 //     a third of its life is left, when it was not signed by the current
 //     CA, or when its hosts changed.

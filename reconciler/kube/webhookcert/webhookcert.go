@@ -262,8 +262,16 @@ func (c *Certs) Rotate(ctx context.Context) error {
 	st.bundle = slices.DeleteFunc(st.bundle, func(b *x509.Certificate) bool { return now.After(b.NotAfter) })
 	bundlePEM := encodeCerts(st.bundle...)
 
-	// 2. The CA bundle first: in the Secret, then in the webhooks.
-	if caChanged || !bytes.Equal(sec.Data[CACertKey], bundlePEM) {
+	// 2. The CA bundle first: in the Secret, then in the webhooks. A new
+	// Secret is written whole (the API server requires tls.crt and
+	// tls.key in a kubernetes.io/tls Secret): nothing trusts or serves
+	// it before the patch anyway.
+	if !exists {
+		if err := c.issue(&st, sec, now, "none"); err != nil {
+			return err
+		}
+	}
+	if !exists || caChanged || !bytes.Equal(sec.Data[CACertKey], bundlePEM) {
 		caKeyPEM, err := encodeKey(st.caKey)
 		if err != nil {
 			return err
@@ -280,23 +288,32 @@ func (c *Certs) Rotate(ctx context.Context) error {
 
 	// 3. The serving certificate.
 	if why := c.leafDue(st, now); why != "" {
-		leaf, leafKey, err := newLeaf(now, c.opts.CertValidity, c.opts.Hosts, st.ca, st.caKey)
-		if err != nil {
+		if err := c.issue(&st, sec, now, why); err != nil {
 			return err
 		}
-		keyPEM, err := encodeKey(leafKey)
-		if err != nil {
-			return err
-		}
-		setData(sec, corev1.TLSCertKey, encodeCerts(leaf, st.ca))
-		setData(sec, corev1.TLSPrivateKeyKey, keyPEM)
 		if err := c.save(ctx, sec, &exists); err != nil {
 			return err
 		}
-		c.opts.Log.Info("webhookcert: new serving certificate", "why", why, "hosts", c.opts.Hosts,
-			"serial", leaf.SerialNumber.Text(16), "notAfter", leaf.NotAfter)
 	}
 	return c.adopt(sec)
+}
+
+// issue puts a new serving certificate from st's CA into st and sec.
+func (c *Certs) issue(st *state, sec *corev1.Secret, now time.Time, why string) error {
+	leaf, leafKey, err := newLeaf(now, c.opts.CertValidity, c.opts.Hosts, st.ca, st.caKey)
+	if err != nil {
+		return err
+	}
+	keyPEM, err := encodeKey(leafKey)
+	if err != nil {
+		return err
+	}
+	setData(sec, corev1.TLSCertKey, encodeCerts(leaf, st.ca))
+	setData(sec, corev1.TLSPrivateKeyKey, keyPEM)
+	st.leaf, st.leafKey = leaf, leafKey
+	c.opts.Log.Info("webhookcert: new serving certificate", "why", why, "hosts", c.opts.Hosts,
+		"serial", leaf.SerialNumber.Text(16), "notAfter", leaf.NotAfter)
+	return nil
 }
 
 // leafDue is why a new serving certificate is needed, "" if none is.
