@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -204,7 +205,9 @@ func (p *adsProxy) upstreamErr(kind string, err error) error {
 	}
 	switch st := status.Convert(err); st.Code() {
 	case codes.PermissionDenied, codes.Unauthenticated:
-		p.setState(XDSState{Refused: st.Message()})
+		// reconciler/xds says "xDS stream refused: <reason>"; the agent
+		// says the first part itself.
+		p.setState(XDSState{Refused: strings.TrimPrefix(st.Message(), "xDS stream refused: ")})
 		// Envoy retries with its own backoff; the control plane may accept
 		// the pod later (a new revision, relabelled pod).
 		return status.Error(st.Code(), st.Message())
