@@ -84,6 +84,12 @@ func Template(meta *metav1.ObjectMeta, spec *corev1.PodSpec, namespace string, o
 		return Outcome{}, err
 	}
 	spec.InitContainers = append([]corev1.Container{initContainer(o, redirect), proxy}, spec.InitContainers...)
+	// The projected token needs a service account name; the API server's
+	// ServiceAccount admission sets "default" before webhooks run, a
+	// manifest injected by `weft inject` may have none yet.
+	if spec.ServiceAccountName == "" {
+		spec.ServiceAccountName = "default"
+	}
 	spec.Volumes = append(spec.Volumes, volumes(o)...)
 
 	if meta.Labels == nil {
