@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"flag"
 	"fmt"
@@ -59,29 +60,76 @@ func sh(t *testing.T, args ...string) string {
 // to it.
 func (n netns) in(t *testing.T, fn func()) {
 	t.Helper()
+	if err := n.do(func() error { fn(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// do is in for callers without a testing.T (an http.Transport's dialer).
+func (n netns) do(fn func() error) error {
 	runtime.LockOSThread()
 	self, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
 		runtime.UnlockOSThread()
-		t.Fatal(err)
+		return err
 	}
 	defer self.Close()
 	target, err := os.Open(n.path)
 	if err != nil {
 		runtime.UnlockOSThread()
-		t.Fatal(err)
+		return err
 	}
 	defer target.Close()
 	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
 		runtime.UnlockOSThread()
-		t.Fatalf("setns %s: %v", n.name, err)
+		return fmt.Errorf("setns %s: %w", n.name, err)
 	}
-	fn()
+	ferr := fn()
 	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
 		// The thread stays locked and dies with this goroutine.
-		t.Fatalf("setns back: %v", err)
+		return fmt.Errorf("setns back: %w", err)
 	}
 	runtime.UnlockOSThread()
+	return ferr
+}
+
+// listen opens a TCP listener inside the namespace.
+func (n netns) listen(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	n.in(t, func() {
+		var err error
+		if ln, err = net.Listen("tcp4", addr); err != nil {
+			t.Fatalf("listen %s in %s: %v", addr, n.name, err)
+		}
+	})
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// dialContext dials from inside the namespace (for an http.Transport).
+func (n netns) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := n.do(func() error {
+		var d net.Dialer
+		var err error
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// podAndPeer are two namespaces joined by a veth pair: "pod" 10.77.0.2,
+// "peer" 10.77.0.1.
+func podAndPeer(t *testing.T) (pod, peer netns) {
+	t.Helper()
+	pod, peer = newNetns(t, "pod"), newNetns(t, "peer")
+	sh(t, "ip", "-n", pod.name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", peer.name)
+	sh(t, "ip", "-n", pod.name, "addr", "add", "10.77.0.2/24", "dev", "eth0")
+	sh(t, "ip", "-n", peer.name, "addr", "add", "10.77.0.1/24", "dev", "eth0")
+	sh(t, "ip", "-n", pod.name, "link", "set", "eth0", "up")
+	sh(t, "ip", "-n", peer.name, "link", "set", "eth0", "up")
+	return pod, peer
 }
 
 // hit is one connection a test listener accepted.
@@ -98,14 +146,7 @@ type listeners struct {
 
 func (l *listeners) listen(t *testing.T, n netns, name, addr string) {
 	t.Helper()
-	var ln net.Listener
-	n.in(t, func() {
-		var err error
-		if ln, err = net.Listen("tcp4", addr); err != nil {
-			t.Fatalf("listen %s in %s: %v", addr, n.name, err)
-		}
-	})
-	t.Cleanup(func() { ln.Close() })
+	ln := n.listen(t, addr)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -245,12 +286,7 @@ func netinitArgs(t *testing.T, annotations map[string]string) []string {
 // untouched.
 func TestNetinitRedirects(t *testing.T) {
 	needNetns(t)
-	pod, peer := newNetns(t, "pod"), newNetns(t, "peer")
-	sh(t, "ip", "-n", pod.name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", peer.name)
-	sh(t, "ip", "-n", pod.name, "addr", "add", "10.77.0.2/24", "dev", "eth0")
-	sh(t, "ip", "-n", peer.name, "addr", "add", "10.77.0.1/24", "dev", "eth0")
-	sh(t, "ip", "-n", pod.name, "link", "set", "eth0", "up")
-	sh(t, "ip", "-n", peer.name, "link", "set", "eth0", "up")
+	pod, peer := podAndPeer(t)
 
 	args := netinitArgs(t, map[string]string{
 		inject.ExcludeOutboundPortsAnnotation:    "5432",
