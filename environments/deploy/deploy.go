@@ -2,7 +2,7 @@
 // for `weft install --export`.
 //
 // This folder is a kustomize base (kustomization.yaml, namespace.yaml, the
-// generated crd/, rbac.yaml, controller.yaml): `kubectl apply -k
+// generated crd/, rbac.yaml, controller.yaml, webhook.yaml): `kubectl apply -k
 // environments/deploy` installs weft's control plane in weft-system.
 // install.yaml is that base built by kustomize (`make generate` runs
 // internal/gen, which uses kustomize's Go API), committed, and embedded in
@@ -66,7 +66,8 @@ type Options struct {
 
 // Render returns the manifests as one YAML stream of objects separated by
 // "---", in kustomize's order (Namespace, CRD, ServiceAccount, roles,
-// bindings, Service, Deployment, PodDisruptionBudget), with opts applied.
+// bindings, Service, Deployment, PodDisruptionBudget,
+// MutatingWebhookConfiguration), with opts applied.
 // With default options it is install.yaml (without its header) byte for
 // byte; the same options always give the same bytes.
 func Render(opts Options) ([]byte, error) {

@@ -79,6 +79,7 @@ func Template(meta *metav1.ObjectMeta, spec *corev1.PodSpec, namespace string, o
 	if meta.Annotations[RewriteProbesAnnotation] != "false" {
 		probes, out.Warnings = rewriteProbes(spec, previous)
 	}
+	out.Warnings = append(out.Warnings, proxyUIDWarnings(spec)...)
 	proxy, err := proxyContainer(o, probes)
 	if err != nil {
 		return Outcome{}, err
@@ -182,6 +183,26 @@ func annotationErr(key string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("inject: annotation %s: %w", key, err)
+}
+
+// proxyUIDWarnings: an app container that runs as the proxy's uid is not
+// redirected (netinit lets that uid through), so its traffic bypasses the
+// proxy.
+func proxyUIDWarnings(spec *corev1.PodSpec) []string {
+	var out []string
+	for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+		uid := (*int64)(nil)
+		if spec.SecurityContext != nil {
+			uid = spec.SecurityContext.RunAsUser
+		}
+		if c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
+			uid = c.SecurityContext.RunAsUser
+		}
+		if uid != nil && *uid == ProxyUID {
+			out = append(out, fmt.Sprintf("container %s runs as uid %d, the proxy's: its connections bypass the proxy (no mTLS, no routing, no authorization of its calls)", c.Name, ProxyUID))
+		}
+	}
+	return out
 }
 
 // strip removes what an earlier injection added.

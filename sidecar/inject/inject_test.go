@@ -205,6 +205,19 @@ func TestPodContract(t *testing.T) {
 	}
 }
 
+// TestProxyUIDWarning: an app container running as uid 1337 is warned
+// about (the redirect lets that uid through).
+func TestProxyUIDWarning(t *testing.T) {
+	pod := testPod()
+	pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: ptrInt64(1337)}
+	out, err := inject.Pod(pod, "shop", options(t))
+	if err != nil || len(out.Warnings) != 1 || !strings.Contains(out.Warnings[0], "container orders runs as uid 1337, the proxy's: its connections bypass the proxy") {
+		t.Errorf("warnings %q, %v", out.Warnings, err)
+	}
+}
+
+func ptrInt64(v int64) *int64 { return &v }
+
 // TestPodTwiceIsOnce: injecting an injected pod (also with rewritten
 // probes) gives the same pod.
 func TestPodTwiceIsOnce(t *testing.T) {
