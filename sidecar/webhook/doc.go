@@ -27,6 +27,6 @@
 //
 // # Imports
 //
-// sidecar/inject of weft; controller-runtime's admission package (which
-// pulls no client), the Kubernetes API types.
+// sidecar/inject of weft; controller-runtime's admission package and the
+// Kubernetes API types.
 package webhook
