@@ -83,7 +83,7 @@ func TestInjectCLI(t *testing.T) {
 	t.Run("typo", func(t *testing.T) {
 		src := "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop, labels: {app: web}}\nspec:\n  containers:\n  - {name: web, image: x, imagePullPolicyy: Never}\n"
 		r := weftStdin(t, []byte(src), append([]string{"inject", "-f", "-"}, flags...)...)
-		if r.code != 1 || !strings.Contains(r.stderr, `<stdin>:1: Pod web: json: unknown field "imagePullPolicyy"`) || r.stdout != "" {
+		if r.code != 1 || !strings.Contains(r.stderr, `<stdin>:1: Pod web: unknown field "spec.containers[0].imagePullPolicyy"`) || r.stdout != "" {
 			t.Errorf("exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
 		}
 	})

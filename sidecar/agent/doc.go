@@ -72,7 +72,8 @@
 //	go a.Run(ctx)     // until ctx ends (SIGTERM in `weft agent`); stops Envoy
 //	<-a.Ready()
 //
-// Config documents the `weft agent` flag of every field.
+// Config documents every field; cmd/weft/agent.go has the `weft agent` flag
+// of each, and ForPod completes a Config in a pod.
 //
 // # Imports
 //

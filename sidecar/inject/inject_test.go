@@ -313,7 +313,7 @@ func TestBadInput(t *testing.T) {
 	}
 	typo := "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n---\n# web\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n      containers:\n      - {name: web, image: x, imagePullPolicyy: Never}\n"
 	if _, _, err := inject.Stream([]byte(typo), "deploy.yaml", options(t)); err == nil ||
-		!strings.Contains(err.Error(), `deploy.yaml:5: Deployment web: spec.template: json: unknown field "imagePullPolicyy"`) {
+		!strings.Contains(err.Error(), `deploy.yaml:5: Deployment web: unknown field "spec.template.spec.containers[0].imagePullPolicyy"`) {
 		t.Errorf("typo: %v", err)
 	}
 }

@@ -3,11 +3,13 @@ package inject
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -53,7 +55,8 @@ var templatePaths = map[string][]string{
 // hold no such object, and objects that are not injected, are written
 // back byte for byte; an injected one is written as YAML with its keys
 // sorted (comments in it are lost). file names the input in errors
-// ("deploy.yaml:12: Deployment web: spec.template: unknown field ...").
+// ("deploy.yaml:12: Deployment web: unknown field
+// "spec.template.spec.containers[0].imagePullPolicyy").
 // Injecting the output again gives the same output.
 func Stream(in []byte, file string, opts Options) ([]byte, []ObjectOutcome, error) {
 	var out bytes.Buffer
@@ -183,19 +186,15 @@ func object(obj map[string]any, opts Options) (*ObjectOutcome, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	where := strings.Join(path, ".")
-	if where == "" {
-		where = "pod"
-	}
 	var tmpl corev1.PodTemplateSpec
 	if kind == "Pod" {
 		var pod corev1.Pod
-		if err := strictJSON(raw, &pod); err != nil {
-			return nil, false, fmt.Errorf("%s: %s", label, err)
+		if err := strictJSON(raw, "", &pod); err != nil {
+			return nil, false, fmt.Errorf("%s: %w", label, err)
 		}
 		tmpl = corev1.PodTemplateSpec{ObjectMeta: pod.ObjectMeta, Spec: pod.Spec}
-	} else if err := strictJSON(raw, &tmpl); err != nil {
-		return nil, false, fmt.Errorf("%s: %s: %s", label, where, err)
+	} else if err := strictJSON(raw, strings.Join(path, ".")+".", &tmpl); err != nil {
+		return nil, false, fmt.Errorf("%s: %w", label, err)
 	}
 	res, err := Template(&tmpl.ObjectMeta, &tmpl.Spec, oc.Namespace, opts)
 	if err != nil {
@@ -220,10 +219,20 @@ func object(obj map[string]any, opts Options) (*ObjectOutcome, bool, error) {
 	return oc, true, nil
 }
 
-// strictJSON decodes b into v, refusing fields v does not have: a typo in
-// a pod template is an error, never silently dropped from the output.
-func strictJSON(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
+// strictJSON decodes b, the object at path prefix ("spec.template."),
+// into v as the API server does (field names are case-sensitive),
+// refusing fields v does not have and fields given twice: a typo in a pod
+// template is an error naming the field's path in the object, never
+// silently dropped from the output.
+func strictJSON(b []byte, prefix string, v any) error {
+	strict, err := kjson.UnmarshalStrict(b, v)
+	if err != nil {
+		return err
+	}
+	for _, e := range strict {
+		if fe, ok := e.(kjson.FieldError); ok {
+			fe.SetFieldPath(prefix + fe.FieldPath())
+		}
+	}
+	return errors.Join(strict...)
 }
