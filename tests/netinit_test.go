@@ -293,7 +293,10 @@ func TestNetinitRedirects(t *testing.T) {
 		inject.ExcludeOutboundIPRangesAnnotation: "169.254.169.254",
 		inject.ExcludeInboundPortsAnnotation:     "9000",
 	})
-	out := pod.exec(t, append([]string{weft(t)}, args...)...)
+	bin := weft(t)
+	started := time.Now()
+	out := pod.exec(t, append([]string{bin}, args...)...)
+	t.Logf("weft netinit ran in %s", time.Since(started).Round(time.Millisecond))
 	if !strings.Contains(out, "rules applied (iptables nft)") {
 		t.Errorf("weft netinit said:\n%s\nwant the rules applied with the detected nft backend", out)
 	}
