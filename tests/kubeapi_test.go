@@ -108,8 +108,8 @@ func TestManifestsOnARealAPIServer(t *testing.T) {
 		t.Fatalf("weft install --export: %+v", install)
 	}
 	out := kubectl(install.stdout, true, "apply", "--server-side", "-f", "-")
-	if n := strings.Count(out, "serverside-applied"); n != 10 {
-		t.Errorf("%d objects applied, want 10:\n%s", n, out)
+	if n := strings.Count(out, "serverside-applied"); n != 11 {
+		t.Errorf("%d objects applied, want 11 (the injector's webhook configuration included):\n%s", n, out)
 	}
 	kubectl("", true, "wait", "--for", "condition=established", "crd/meshes.mesh.weft.dev", "--timeout=60s")
 

@@ -20,7 +20,8 @@ func newInstallCmd() *cobra.Command {
 needs in a cluster: the namespace (Pod Security "restricted"), the Mesh CRD
 (mesh.weft.dev/v1alpha1), the controller's ServiceAccount and least-privilege
 RBAC, its Deployment (2 replicas, leader election), Service and
-PodDisruptionBudget. They are the kustomize base environments/deploy, embedded
+PodDisruptionBudget, and the sidecar injector's MutatingWebhookConfiguration
+(namespaces labelled weft.dev/inject=enabled; docs/kubernetes.md). They are the kustomize base environments/deploy, embedded
 in this binary and rendered with kustomize, with the namespace and the image
 set by the flags. The same flags always print the same bytes.
 

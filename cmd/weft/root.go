@@ -19,6 +19,6 @@ identities and authorization in CUE, in git; weft validates the definition
 		SilenceErrors: true,
 	}
 	root.AddCommand(newInitCmd(), newVetCmd(), newBuildCmd(), newUpCmd(), newStatusCmd(), newDemoAppCmd(), newInstallCmd(), newGraphCmd(), newDiffCmd(),
-		newControllerCmd(), newGetCmd(), newReconcileCmd())
+		newControllerCmd(), newGetCmd(), newReconcileCmd(), newInjectCmd(), newAgentCmd(), newNetinitCmd())
 	return root
 }

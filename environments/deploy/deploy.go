@@ -2,15 +2,16 @@
 // for `weft install --export`.
 //
 // This folder is a kustomize base (kustomization.yaml, namespace.yaml, the
-// generated crd/, rbac.yaml, controller.yaml): `kubectl apply -k
+// generated crd/, rbac.yaml, controller.yaml, webhook.yaml): `kubectl apply -k
 // environments/deploy` installs weft's control plane in weft-system.
 // install.yaml is that base built by kustomize (`make generate` runs
 // internal/gen, which uses kustomize's Go API), committed, and embedded in
 // the binary. Render sets the namespace and the controller's image on it:
 // it moves the namespaced objects, renames the Namespace, moves the
-// ServiceAccount subjects of the bindings and replaces the image, which is
-// all a kustomize overlay setting `namespace:` and `images:` does to this
-// base. The tests hold Render to kustomize's own overlay
+// ServiceAccount subjects of the bindings and the injector webhook's
+// service reference, and replaces the image, which is all a kustomize
+// overlay setting `namespace:` and `images:` (and a NamespaceTransformer
+// for the subjects and the webhook, internal/kustomize) does to this base. The tests hold Render to kustomize's own overlay
 // (internal/kustomize) object for object, and install.yaml to a fresh
 // kustomize build.
 //
@@ -65,7 +66,8 @@ type Options struct {
 
 // Render returns the manifests as one YAML stream of objects separated by
 // "---", in kustomize's order (Namespace, CRD, ServiceAccount, roles,
-// bindings, Service, Deployment, PodDisruptionBudget), with opts applied.
+// bindings, Service, Deployment, PodDisruptionBudget,
+// MutatingWebhookConfiguration), with opts applied.
 // With default options it is install.yaml (without its header) byte for
 // byte; the same options always give the same bytes.
 func Render(opts Options) ([]byte, error) {
@@ -142,6 +144,16 @@ func transform(doc []byte, ns, image string) ([]byte, error) {
 			for _, s := range subjects {
 				if sm, ok := s.(map[string]any); ok && sm["kind"] == "ServiceAccount" {
 					set(sm, "namespace", ns)
+				}
+			}
+		}
+		if kind == "MutatingWebhookConfiguration" {
+			hooks, _ := obj["webhooks"].([]any)
+			for _, h := range hooks {
+				hm, _ := h.(map[string]any)
+				cc, _ := hm["clientConfig"].(map[string]any)
+				if svc, _ := cc["service"].(map[string]any); svc != nil && svc["namespace"] == DefaultNamespace {
+					set(svc, "namespace", ns)
 				}
 			}
 		}

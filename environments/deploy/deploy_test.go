@@ -184,6 +184,7 @@ func TestRenderHasEveryObjectInApplyOrder(t *testing.T) {
 		"Service/weft-system/weft-controller",
 		"Deployment/weft-system/weft-controller",
 		"PodDisruptionBudget/weft-system/weft-controller",
+		"MutatingWebhookConfiguration//weft-injector",
 	}
 	got := kinds(objects(t, b))
 	slices.Sort(want)
@@ -192,8 +193,12 @@ func TestRenderHasEveryObjectInApplyOrder(t *testing.T) {
 	if !slices.Equal(sorted, want) {
 		t.Errorf("objects %v, want %v", got, want)
 	}
-	// The namespace and the CRD come before what lives in them.
+	// The namespace and the CRD come before what lives in them; the
+	// injector webhook last, after the controller that serves it.
 	if got[0] != "Namespace//weft-system" || got[1] != "CustomResourceDefinition//meshes.mesh.weft.dev" {
 		t.Errorf("order %v: the Namespace and the CRD must come first", got)
+	}
+	if got[len(got)-1] != "MutatingWebhookConfiguration//weft-injector" {
+		t.Errorf("order %v: the webhook configuration must come last", got)
 	}
 }

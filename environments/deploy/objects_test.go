@@ -13,6 +13,7 @@ import (
 
 	sourcev1 "github.com/fluxcd/source-controller/api/v1"
 	"github.com/google/go-cmp/cmp"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -29,6 +30,7 @@ import (
 	"github.com/weft-dev/weft/environments/deploy"
 	meshv1 "github.com/weft-dev/weft/reconciler/api/mesh/v1alpha1"
 	"github.com/weft-dev/weft/schema"
+	"github.com/weft-dev/weft/sidecar/webhook"
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite testdata/ from the current output")
@@ -44,6 +46,7 @@ type manifests struct {
 	svc         corev1.Service
 	deploy      appsv1.Deployment
 	pdb         policyv1.PodDisruptionBudget
+	mwc         admissionregistrationv1.MutatingWebhookConfiguration
 }
 
 func decode(t *testing.T, opts deploy.Options) *manifests {
@@ -56,7 +59,7 @@ func decode(t *testing.T, opts deploy.Options) *manifests {
 	targets := map[string]any{
 		"Namespace": &m.ns, "ServiceAccount": &m.sa, "ClusterRole": &m.clusterRole, "Role": &m.role,
 		"ClusterRoleBinding": &m.crb, "RoleBinding": &m.rb, "Service": &m.svc, "Deployment": &m.deploy,
-		"PodDisruptionBudget": &m.pdb,
+		"PodDisruptionBudget": &m.pdb, "MutatingWebhookConfiguration": &m.mwc,
 	}
 	for _, o := range objects(t, b) {
 		kind := o["kind"].(string)
@@ -134,7 +137,7 @@ func TestManifestsAreConsistent(t *testing.T) {
 	for _, p := range c.Ports {
 		ports[p.Name] = p.ContainerPort
 	}
-	if want := map[string]int32{"grpc-xds": 15010, "grpc-ca": 15012, "http-metrics": 8080, "http-health": 9440}; !cmp.Equal(ports, want) {
+	if want := map[string]int32{"grpc-xds": 15010, "grpc-ca": 15012, "http-metrics": 8080, "http-health": 9440, "https-webhook": 9443}; !cmp.Equal(ports, want) {
 		t.Errorf("container ports %v, want %v", ports, want)
 	}
 	for _, p := range m.svc.Spec.Ports {
@@ -153,7 +156,8 @@ func TestManifestsAreConsistent(t *testing.T) {
 		k, v, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
 		flags[k] = v
 	}
-	for flag, port := range map[string]string{"xds-address": "15010", "ca-address": "15012", "metrics-bind-address": "8080", "health-probe-bind-address": "9440"} {
+	for flag, port := range map[string]string{"xds-address": "15010", "ca-address": "15012", "metrics-bind-address": "8080", "health-probe-bind-address": "9440",
+		"webhook-address": "9443"} {
 		if flags[flag] != ":"+port {
 			t.Errorf("--%s=%q, want :%s", flag, flags[flag], port)
 		}
@@ -166,10 +170,22 @@ func TestManifestsAreConsistent(t *testing.T) {
 			named[res] = append(named[res], r.ResourceNames...)
 		}
 	}
-	for flag, res := range map[string]string{"leader-election-id": "leases", "ca-secret": "secrets", "injector-webhook": "mutatingwebhookconfigurations"} {
-		if v, ok := flags[flag]; !ok || !cmp.Equal(named[res], []string{v}) {
-			t.Errorf("--%s=%q but the roles name %v %s", flag, v, named[res], res)
+	for res, fl := range map[string][]string{"leases": {"leader-election-id"}, "secrets": {"ca-secret", "webhook-secret"},
+		"mutatingwebhookconfigurations": {"injector-webhook"}} {
+		var want []string
+		for _, f := range fl {
+			v, ok := flags[f]
+			if !ok {
+				t.Errorf("no --%s", f)
+			}
+			want = append(want, v)
 		}
+		if !cmp.Equal(named[res], want) {
+			t.Errorf("--%s=%q but the roles name %v %s", strings.Join(fl, ", --"), want, named[res], res)
+		}
+	}
+	if m.mwc.Name != flags["injector-webhook"] {
+		t.Errorf("--injector-webhook=%s, the MutatingWebhookConfiguration is %s", flags["injector-webhook"], m.mwc.Name)
 	}
 	if _, ok := flags["leader-elect"]; !ok {
 		t.Error("no --leader-elect: two replicas would both write status")
@@ -179,11 +195,69 @@ func TestManifestsAreConsistent(t *testing.T) {
 	}
 }
 
+// TestInjectorWebhook: the MutatingWebhookConfiguration sends pod
+// creations in namespaces labelled weft.dev/inject=enabled — never the
+// system namespaces nor weft's own — to the controller's webhook port
+// and path, fails closed, and leaves its caBundle to the controller.
+func TestInjectorWebhook(t *testing.T) {
+	m := decode(t, deploy.Options{})
+	if len(m.mwc.Webhooks) != 1 {
+		t.Fatalf("%d webhooks, want 1", len(m.mwc.Webhooks))
+	}
+	w := m.mwc.Webhooks[0]
+	if *w.FailurePolicy != admissionregistrationv1.Fail || *w.SideEffects != admissionregistrationv1.SideEffectClassNone ||
+		!slices.Equal(w.AdmissionReviewVersions, []string{"v1"}) || *w.TimeoutSeconds > 10 {
+		t.Errorf("failurePolicy %v sideEffects %v versions %v timeout %v", *w.FailurePolicy, *w.SideEffects, w.AdmissionReviewVersions, *w.TimeoutSeconds)
+	}
+	if len(w.ClientConfig.CABundle) != 0 || w.ClientConfig.URL != nil {
+		t.Error("the manifest sets a caBundle or a URL: the controller keeps the caBundle, the service is the controller's")
+	}
+	svc := w.ClientConfig.Service
+	if svc.Name != m.svc.Name || svc.Namespace != m.svc.Namespace || *svc.Path != webhook.Path {
+		t.Errorf("clientConfig.service %+v: want %s/%s path %s", svc, m.svc.Namespace, m.svc.Name, webhook.Path)
+	}
+	target := ""
+	for _, p := range m.svc.Spec.Ports {
+		if p.Port == *svc.Port {
+			target = p.TargetPort.String()
+		}
+	}
+	if target != "https-webhook" {
+		t.Errorf("service port %d targets %q, want the container's https-webhook", *svc.Port, target)
+	}
+	if len(w.Rules) != 1 || !slices.Equal(w.Rules[0].Operations, []admissionregistrationv1.OperationType{admissionregistrationv1.Create}) ||
+		!slices.Equal(w.Rules[0].Resources, []string{"pods"}) || !slices.Equal(w.Rules[0].APIGroups, []string{""}) {
+		t.Errorf("rules %+v: want CREATE of core pods only", w.Rules)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(w.NamespaceSelector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ns, want := range map[string]bool{"shop": true, "kube-system": false, "kube-public": false, "kube-node-lease": false} {
+		labelled := labels.Set{"weft.dev/inject": "enabled", "kubernetes.io/metadata.name": ns}
+		if got := sel.Matches(labelled); got != want {
+			t.Errorf("namespace %s labelled weft.dev/inject=enabled selected: %v, want %v", ns, got, want)
+		}
+	}
+	for _, opts := range []deploy.Options{{}, {Namespace: "mesh-system"}} {
+		own := decode(t, opts).ns
+		l := labels.Merge(own.Labels, labels.Set{"weft.dev/inject": "enabled", "kubernetes.io/metadata.name": own.Name})
+		if sel.Matches(l) {
+			t.Errorf("weft's own namespace %s (labels %v), even labelled weft.dev/inject=enabled, is selected", own.Name, own.Labels)
+		}
+	}
+	for _, l := range []labels.Set{{"kubernetes.io/metadata.name": "shop"}, {"weft.dev/inject": "disabled", "kubernetes.io/metadata.name": "shop"}} {
+		if sel.Matches(l) {
+			t.Errorf("namespace %v selected", l)
+		}
+	}
+}
+
 // Moving the control plane moves everything that names its namespace.
 func TestNamespaceFlagMovesBindings(t *testing.T) {
 	m := decode(t, deploy.Options{Namespace: "mesh-system"})
 	for _, got := range []string{m.ns.Name, m.sa.Namespace, m.role.Namespace, m.rb.Namespace, m.svc.Namespace, m.deploy.Namespace, m.pdb.Namespace,
-		m.crb.Subjects[0].Namespace, m.rb.Subjects[0].Namespace} {
+		m.crb.Subjects[0].Namespace, m.rb.Subjects[0].Namespace, m.mwc.Webhooks[0].ClientConfig.Service.Namespace} {
 		if got != "mesh-system" {
 			t.Errorf("an object or subject is in %q, want mesh-system", got)
 		}

@@ -48,14 +48,19 @@ type Agent struct {
 	ran       atomic.Bool
 }
 
-// Status is what the agent reports about itself.
+// Status is what the agent reports about itself (GET /status on the
+// health endpoint gives it as JSON).
 type Status struct {
-	Ready       bool
-	Reason      string    // why not ready
-	Serial      string    // current certificate's serial (hex)
-	NotAfter    time.Time // current certificate's expiry
-	Renewals    int       // certificates obtained after the first
-	EnvoyStarts int       // Envoy processes started (1 + restarts)
+	Ready       bool              `json:"ready"`
+	Reason      string            `json:"reason,omitempty"`    // why not ready
+	Identity    string            `json:"identity"`            // the workload's SPIFFE id
+	NodeID      string            `json:"nodeID"`              // Envoy's node id
+	Serial      string            `json:"serial,omitempty"`    // current certificate's serial (hex)
+	NotAfter    time.Time         `json:"notAfter,omitzero"`   // current certificate's expiry
+	Renewals    int               `json:"renewals"`            // certificates obtained after the first
+	EnvoyStarts int               `json:"envoyStarts"`         // Envoy processes started (1 + restarts)
+	XDS         XDSState          `json:"xds"`                 // the stream to the control plane (zero without one)
+	PodLabels   map[string]string `json:"podLabels,omitempty"` // the pod's labels (Config.PodInfoDir), which the control plane matches to a version
 }
 
 // New checks cfg, fills in its defaults, reads the trust bundle and binds
@@ -65,7 +70,7 @@ func New(cfg Config) (*Agent, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	roots, _, err := readTrustBundle(cfg.TrustBundleFile)
+	roots, _, err := readTrustBundle(cfg.TrustBundleFile, cfg.TrustBundlePEM)
 	if err != nil {
 		return nil, err
 	}
@@ -92,8 +97,12 @@ func New(cfg Config) (*Agent, error) {
 		sockLn.Close()
 		return nil, fmt.Errorf("agent: health listener: %w", err)
 	}
+	var proxy *adsProxy
+	if cfg.XDSAddress != "" {
+		proxy = &adsProxy{log: cfg.Log}
+	}
 	return &Agent{
-		cfg: cfg, sockLn: sockLn, healthLn: healthLn, roots: roots,
+		cfg: cfg, sockLn: sockLn, healthLn: healthLn, roots: roots, proxy: proxy,
 		adminClient: AdminClient(cfg.AdminSocket),
 		reason:      "no certificate yet",
 		readyCh:     make(chan struct{}),
@@ -121,8 +130,10 @@ func (a *Agent) Certificate() *x509.Certificate {
 // Status is the agent's current state.
 func (a *Agent) Status() Status {
 	a.mu.Lock()
-	st := Status{Ready: a.ready, Reason: a.reason}
+	st := Status{Ready: a.ready, Reason: a.reason, Identity: a.cfg.Identity.String(), NodeID: a.cfg.NodeID}
 	a.mu.Unlock()
+	st.XDS = a.proxy.State()
+	st.PodLabels = readPodLabels(a.cfg.PodInfoDir)
 	if c := a.cert.Load(); c != nil {
 		st.Serial, st.NotAfter = c.leaf.SerialNumber.Text(16), c.leaf.NotAfter
 	}
@@ -194,8 +205,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			return fmt.Errorf("agent: xDS: %w", err)
 		}
 		defer xdsConn.Close()
-		a.proxy = &adsProxy{upstream: discoveryv3.NewAggregatedDiscoveryServiceClient(xdsConn), log: a.cfg.Log}
 		discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, a.proxy)
+		a.proxy.upstream = discoveryv3.NewAggregatedDiscoveryServiceClient(xdsConn)
 	}
 	go gs.Serve(a.sockLn)
 	defer gs.Stop()
@@ -275,7 +286,11 @@ func (a *Agent) readyLoop(ctx context.Context) {
 	t := time.NewTicker(readyPoll)
 	defer t.Stop()
 	for {
-		a.setReady(a.checkEnvoy(ctx))
+		reason := a.checkEnvoy(ctx)
+		if x := a.proxy.State(); reason != "" && x.Refused != "" {
+			reason = "the control plane refused this proxy's xDS stream: " + x.Refused
+		}
+		a.setReady(reason)
 		select {
 		case <-ctx.Done():
 			return

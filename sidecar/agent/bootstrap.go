@@ -24,7 +24,7 @@ import (
 
 // Bootstrap is the Envoy bootstrap the agent writes:
 //
-//	node:     {id: NodeID, cluster: Class, metadata: NodeMetadata + weft.identity, weft.class}
+//	node:     {id: NodeID, cluster: Class (else Service), metadata: NodeMetadata + weft.identity, weft.class (with a Class)}
 //	admin:    {address: {pipe: {path: AdminSocket, mode: 0600}}}
 //	dynamic_resources (only with an XDSAddress):
 //	  ads_config: {api_type: GRPC | DELTA_GRPC, envoy_grpc: xds-grpc, set_node_on_first_message_only}
@@ -39,7 +39,11 @@ import (
 // Routes and endpoints arrive over ADS as the listeners and clusters ask
 // for them; certificates over SDS ("default", "ROOTCA") from sds-grpc.
 func Bootstrap(cfg Config) (*bootstrapv3.Bootstrap, error) {
-	meta := map[string]any{"weft.identity": cfg.Identity.String(), "weft.class": cfg.Class}
+	meta := map[string]any{"weft.identity": cfg.Identity.String()}
+	cluster := cfg.Service
+	if cfg.Class != "" {
+		meta["weft.class"], cluster = cfg.Class, cfg.Class
+	}
 	keys := make([]string, 0, len(cfg.NodeMetadata))
 	for k := range cfg.NodeMetadata {
 		keys = append(keys, k)
@@ -79,7 +83,7 @@ func Bootstrap(cfg Config) (*bootstrapv3.Bootstrap, error) {
 	}
 	sr := &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{socketCluster(compiler.SDSClusterName)}}
 	b := &bootstrapv3.Bootstrap{
-		Node: &corev3.Node{Id: cfg.NodeID, Cluster: cfg.Class, Metadata: md},
+		Node: &corev3.Node{Id: cfg.NodeID, Cluster: cluster, Metadata: md},
 		Admin: &bootstrapv3.Admin{Address: &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{
 			Path: cfg.AdminSocket, Mode: 0o600,
 		}}}},

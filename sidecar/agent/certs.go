@@ -34,15 +34,20 @@ type workloadCert struct {
 	received time.Time
 }
 
-// readTrustBundle reads the mesh roots the agent verifies servers with.
-func readTrustBundle(file string) (*x509.CertPool, []byte, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, nil, fmt.Errorf("agent: trust bundle: %w", err)
+// readTrustBundle reads the mesh roots the agent verifies servers with:
+// pemBytes if set, else file.
+func readTrustBundle(file string, pemBytes []byte) (*x509.CertPool, []byte, error) {
+	b, from := pemBytes, "given"
+	if len(b) == 0 {
+		var err error
+		if b, err = os.ReadFile(file); err != nil {
+			return nil, nil, fmt.Errorf("agent: trust bundle: %w", err)
+		}
+		from = file
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(b) {
-		return nil, nil, fmt.Errorf("agent: trust bundle %s has no PEM certificate", file)
+		return nil, nil, fmt.Errorf("agent: the trust bundle (%s) has no PEM certificate", from)
 	}
 	return pool, b, nil
 }

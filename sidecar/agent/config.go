@@ -36,41 +36,22 @@ const (
 	XDSClusterName = "xds-grpc"
 )
 
-// Config is everything the agent needs; every field has a `weft agent`
-// flag of the same meaning (kebab-case name in brackets), except Log,
-// EnvoyOutput and StaticResources, which are for library callers:
-//
-//	--identity           Identity (spiffe://<td>/ns/<ns>/sa/<sa>)
-//	--class              Class
-//	--node-id            NodeID
-//	--node-meta k=v      NodeMetadata (repeatable)
-//	--ca-address         CAAddress
-//	--ca-server-name     CAServerName
-//	--trust-bundle       TrustBundleFile
-//	--token-file         TokenFile
-//	--cert-ttl           CertTTL
-//	--renew-jitter       RenewJitter
-//	--xds-address        XDSAddress
-//	--xds-server-name    XDSServerName
-//	--delta-xds          DeltaXDS
-//	--socket             Socket
-//	--bootstrap          BootstrapPath
-//	--admin-socket       AdminSocket
-//	--health-address     HealthAddress
-//	--envoy              EnvoyBinary
-//	--envoy-arg          EnvoyArgs (repeatable)
-//	--envoy-log-level    EnvoyLogLevel
-//	--concurrency        Concurrency (flag default 2)
-//	--drain-timeout      DrainTimeout (flag default 5s)
-//	--restart-backoff    RestartBackoff
-//	--ready-without-cert ReadyWithoutCert
+// Config is everything the agent needs. Library callers (`weft up`) set
+// every field; `weft agent`, in a pod, sets them from its flags and
+// ForPod, which derives the identity from the service-account token and
+// the node id from the pod (never a flag): see cmd/weft/agent.go for the
+// flag of each field.
 type Config struct {
 	// Identity is the workload's SPIFFE id: the CSR's only SAN.
 	Identity cav1.Identity
 	// Class is the proxy class ("<service>-<version>"): Envoy's
-	// node.cluster, which the xDS server uses to pick the class's config.
+	// node.cluster and the node metadata weft.class, which local mode's
+	// xDS server checks. Empty in Kubernetes, where the control plane
+	// derives the class from the pod: node.cluster is then Service (Envoy
+	// requires one) and there is no weft.class.
 	Class string
-	// NodeID is Envoy's node.id (default "<class>~<hostname>~<pid>").
+	// NodeID is Envoy's node.id (default "<class>~<hostname>~<pid>"; in a
+	// pod "<pod>.<namespace>", see ForPod).
 	NodeID string
 	// NodeMetadata is added to Envoy's node.metadata (as strings), next to
 	// "weft.identity" and "weft.class", which the agent sets.
@@ -83,7 +64,10 @@ type Config struct {
 	CAServerName string
 	// TrustBundleFile is the mesh trust bundle (PEM roots), a public file:
 	// the agent verifies the CA and the xDS server with it.
+	// TrustBundlePEM, when set, is the bundle itself instead (in a pod:
+	// the WEFT_TRUST_BUNDLE environment variable).
 	TrustBundleFile string
+	TrustBundlePEM  []byte
 	// TokenFile holds the workload's bearer token (local mode: written by
 	// `weft up`, mode 0600). It is read again for every signing request.
 	TokenFile string
@@ -152,6 +136,13 @@ type Config struct {
 	// show the workload certificate (for classes whose config uses no
 	// mesh mTLS at all).
 	ReadyWithoutCert bool
+	// AppProbes are the app's probes that the injector pointed at the
+	// health endpoint's /app-health/ paths (AppHealthPath): the agent runs
+	// each against the app on 127.0.0.1 and answers as the app did.
+	AppProbes AppProbes
+	// PodInfoDir is the downward API volume of the pod (a "labels" file),
+	// shown in Status; empty outside a pod.
+	PodInfoDir string
 
 	// StaticResources are added to the bootstrap's static resources
 	// (library only: tests and proxies run from `weft build` bootstraps).
@@ -167,13 +158,16 @@ func (c *Config) setDefaults() error {
 	if err := c.Identity.Validate(); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	if c.Class == "" {
-		return errors.New("agent: no class")
+	if c.Class == "" && c.Service == "" {
+		return errors.New("agent: no class and no service: Envoy needs one as its node.cluster")
 	}
-	if c.CAAddress == "" || c.TrustBundleFile == "" || c.TokenFile == "" {
-		return errors.New("agent: CAAddress, TrustBundleFile and TokenFile are required")
+	if c.CAAddress == "" || (c.TrustBundleFile == "" && len(c.TrustBundlePEM) == 0) || c.TokenFile == "" {
+		return errors.New("agent: CAAddress, a trust bundle (TrustBundleFile or TrustBundlePEM) and TokenFile are required")
 	}
 	if c.NodeID == "" {
+		if c.Class == "" {
+			return errors.New("agent: no node id and no class to make one from")
+		}
 		host, _ := os.Hostname()
 		c.NodeID = fmt.Sprintf("%s~%s~%d", c.Class, host, os.Getpid())
 	}

@@ -39,7 +39,31 @@
 //   - readiness: ready only when Envoy's admin says /ready LIVE, /listeners
 //     is not empty and /certs shows the workload's SPIFFE id; exposed as
 //     Agent.Ready, Agent.Status and GET /ready on Config.HealthAddress
-//     (200 or 503 with the reason; /healthz is liveness).
+//     (200 or 503 with the reason; /healthz is liveness; /status is the
+//     Status as JSON). When the control plane refuses the xDS stream
+//     (PermissionDenied or Unauthenticated: in Kubernetes, a pod that
+//     matches no version of its service, runs as another service account,
+//     ...), the reason is Status.XDS.Refused, /ready says "the control
+//     plane refused this proxy's xDS stream: <its reason>" while Envoy has
+//     no configuration, and it is logged once per reason at error level;
+//   - the app's probes that the injector rewrote (Config.AppProbes): GET
+//     /app-health/<container>/<kind> runs the original HTTP, TCP or gRPC
+//     probe against 127.0.0.1 and answers 200 or 503.
+//
+// # In a pod (`weft agent`)
+//
+// ForPod completes a Config from what the pod knows: the node id is
+// "<pod>.<namespace>" (the downward API's POD_NAME and POD_NAMESPACE),
+// there is no class (node.cluster is the pod's service, WEFT_SERVICE: the
+// controller derives the class from the pod's labels), and the identity
+// is the one the CA will find in the projected service-account token:
+// its subject system:serviceaccount:<namespace>:<name> in the trust
+// domain (given, or the trust bundle root's spiffe:// URI). The token is
+// read without verification to form the CSR; the CA verifies it
+// (TokenReview) and signs for the identity it finds, nothing else. A
+// token for another namespace or another pod than the downward API says
+// is an error at start. The environment the injector sets is named by
+// the Env constants.
 //
 // # API
 //
@@ -48,14 +72,15 @@
 //	go a.Run(ctx)     // until ctx ends (SIGTERM in `weft agent`); stops Envoy
 //	<-a.Ready()
 //
-// Config documents the `weft agent` flag of every field.
+// Config documents every field; cmd/weft/agent.go has the `weft agent` flag
+// of each, and ForPod completes a Config in a pod.
 //
 // # Imports
 //
 // Of weft: compiler (the SDS names, the stats config and listener, YAML
-// marshaling) and
-// reconciler/api/ca/v1 (the CA's API) only — never the CA's implementation
-// or any other part of the control plane (tests/layering_test.go). The
-// suites that run the agent with the real CA, an xDS server and Envoy live
-// in tests/agent.
+// marshaling) and reconciler/api/ca/v1 (the CA's API) only — never the
+// CA's implementation or any other part of the control plane
+// (tests/layering_test.go); gRPC's health client for gRPC app probes. The
+// suites that run the agent, and `weft agent` as the injector configures
+// it, with the real CA, an xDS server and Envoy live in tests/agent.
 package agent

@@ -7,6 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -85,11 +88,15 @@ func certsShow(body []byte, id string) bool {
 	return false
 }
 
-// serveHealth answers /ready (200 when Envoy is ready, 503 with the reason
-// otherwise) and /healthz (200 while the agent runs).
+// healthHandler answers, on Config.HealthAddress:
+//
+//	GET /ready      200 "ready" when Envoy is ready, else 503 "not ready: <reason>"
+//	GET /healthz    200 while the agent runs (liveness)
+//	GET /status     200, Status as JSON
+//	GET /app-health/<container>/<kind>   the app's rewritten probes (AppProbes)
 func (a *Agent) healthHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
 		st := a.Status()
 		if !st.Ready {
 			http.Error(w, "not ready: "+st.Reason, http.StatusServiceUnavailable)
@@ -97,10 +104,41 @@ func (a *Agent) healthHandler() http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(a.Status())
+	})
+	mux.HandleFunc("GET "+AppHealthPrefix, a.serveAppProbe)
 	return mux
+}
+
+// readPodLabels reads the downward API's labels file in dir (lines
+// key="value"); nil without one.
+func readPodLabels(dir string) map[string]string {
+	if dir == "" {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "labels"))
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		if uq, err := strconv.Unquote(v); err == nil {
+			v = uq
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // adminHost is the host of the admin URLs; the connection goes to the

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +36,71 @@ type adsProxy struct {
 	upstream discoveryv3.AggregatedDiscoveryServiceClient
 	log      *slog.Logger
 	streams  atomic.Int64 // upstream streams opened (for tests and status)
+
+	mu    sync.Mutex
+	state XDSState
+}
+
+// XDSState is what the agent knows of its xDS stream to the control
+// plane.
+type XDSState struct {
+	// Connected: the control plane has answered on the current stream.
+	Connected bool `json:"connected"`
+	// Refused is the control plane's reason for refusing the last stream
+	// (PermissionDenied or Unauthenticated: e.g. the pod matches no
+	// version of its service), until a stream is answered.
+	Refused string `json:"refused,omitempty"`
+	// Error is why the last stream ended otherwise (the control plane
+	// unreachable, restarting).
+	Error string `json:"error,omitempty"`
+	// Since is when this state began.
+	Since time.Time `json:"since"`
+}
+
+// String is the state in a few words: "connected", "refused: <reason>",
+// "unavailable: <error>" or "connecting".
+func (s XDSState) String() string {
+	switch {
+	case s.Connected:
+		return "connected"
+	case s.Refused != "":
+		return "refused: " + s.Refused
+	case s.Error != "":
+		return "unavailable: " + s.Error
+	}
+	return "connecting"
+}
+
+func (p *adsProxy) State() XDSState {
+	if p == nil {
+		return XDSState{}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state
+}
+
+// setState records a new state; a refusal is logged as an error once per
+// reason, a connection after a refusal or an error once.
+func (p *adsProxy) setState(next XDSState) {
+	p.mu.Lock()
+	prev := p.state
+	same := prev.Connected == next.Connected && prev.Refused == next.Refused && prev.Error == next.Error
+	if !same {
+		next.Since = time.Now()
+		p.state = next
+	}
+	p.mu.Unlock()
+	if same {
+		return
+	}
+	switch {
+	case next.Refused != "":
+		p.log.Error("agent: the control plane refused this proxy's xDS stream: Envoy gets no configuration until this is fixed",
+			"reason", next.Refused)
+	case next.Connected && (prev.Refused != "" || prev.Error != ""):
+		p.log.Info("agent: xDS stream to the control plane answered", "previously", prev.String())
+	}
 }
 
 // dialXDS is the lazy mTLS connection to the control plane. cert returns
@@ -109,8 +176,13 @@ func pump[Req, Resp any](ctx context.Context, cancel context.CancelFunc, p *adsP
 			}
 		}
 	}()
+	answered := false
 	for {
 		resp, err := upRecv()
+		if err == nil && !answered {
+			answered = true
+			p.setState(XDSState{Connected: true})
+		}
 		if err != nil {
 			select {
 			case derr := <-downDone:
@@ -130,6 +202,17 @@ func pump[Req, Resp any](ctx context.Context, cancel context.CancelFunc, p *adsP
 func (p *adsProxy) upstreamErr(kind string, err error) error {
 	if errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
 		return status.Error(codes.Canceled, "stream ended")
+	}
+	switch st := status.Convert(err); st.Code() {
+	case codes.PermissionDenied, codes.Unauthenticated:
+		// reconciler/xds says "xDS stream refused: <reason>"; the agent
+		// says the first part itself.
+		p.setState(XDSState{Refused: strings.TrimPrefix(st.Message(), "xDS stream refused: ")})
+		// Envoy retries with its own backoff; the control plane may accept
+		// the pod later (a new revision, relabelled pod).
+		return status.Error(st.Code(), st.Message())
+	default:
+		p.setState(XDSState{Error: st.Message()})
 	}
 	p.log.Warn("agent: xDS upstream stream ended; closing Envoy's stream so it reconnects", "api", kind, "err", err)
 	return status.Errorf(codes.Unavailable, "xDS upstream: %v", err)

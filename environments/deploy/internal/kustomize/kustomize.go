@@ -61,8 +61,9 @@ func Overlay(base fs.FS, opts deploy.Options) ([]byte, error) {
 	}
 	// The `namespace:` field moves every namespaced object and renames the
 	// Namespace, but its transformer moves only the binding subjects that
-	// were in "default"; a second NamespaceTransformer moves every
-	// ServiceAccount subject.
+	// were in "default" and not the injector webhook's service reference; a
+	// second NamespaceTransformer moves every ServiceAccount subject and
+	// that reference.
 	files := map[string]any{
 		"kustomization.yaml": types.Kustomization{
 			TypeMeta:     types.TypeMeta{APIVersion: types.KustomizationVersion, Kind: types.KustomizationKind},
@@ -76,6 +77,9 @@ func Overlay(base fs.FS, opts deploy.Options) ([]byte, error) {
 			"kind":                   "NamespaceTransformer",
 			"metadata":               map[string]any{"name": "namespace", "namespace": ns},
 			"setRoleBindingSubjects": "allServiceAccounts",
+			"fieldSpecs": []map[string]any{{
+				"path": "webhooks/clientConfig/service/namespace", "kind": "MutatingWebhookConfiguration",
+			}},
 		},
 	}
 	for name, obj := range files {
