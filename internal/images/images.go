@@ -103,8 +103,12 @@ type layerDef struct {
 //     /weft, user 65532. netinit's init container runs it as root with
 //     NET_ADMIN and NET_RAW; iptables-legacy takes its lock in /run.
 //   - localhost/weft-proxy: Envoy (/usr/local/bin/envoy, on PATH where the
-//     agent looks for it) with the glibc it links, and the weft binary;
-//     entrypoint /weft, command `agent`, user 1337.
+//     agent looks for it) with the glibc it links, the iptables of
+//     localhost/weft, and the weft binary, also as /usr/local/bin/weft
+//     (a link to /weft): the injector runs `/usr/local/bin/weft agent` in
+//     weft-proxy and, by default, `/usr/local/bin/weft netinit` in
+//     weft-init from this image (sidecar/inject.WeftBinary); entrypoint
+//     /weft, command `agent`, user 1337.
 //   - localhost/pause: the pod sandbox (internal/images/pause).
 //   - localhost/weft-testapp: busybox (sh, wget, nc, httpd, …) for tests
 //     that need a shell in a pod.
@@ -124,7 +128,7 @@ func definitions() []definition {
 	}, {
 		name: ProxyName,
 		layers: []layerDef{
-			{"base files, CA certificates, Envoy with glibc", []part{base(ProxyUID, "proxy"), caCerts, envoy}},
+			{"base files, CA certificates, Envoy with glibc, iptables", []part{base(ProxyUID, "proxy"), caCerts, envoy, iptables, weftOnPath}},
 			weftLayer,
 		},
 		entrypoint: []string{"/weft"},
@@ -206,6 +210,11 @@ func caCerts(t *ociimage.Tree, in Inputs) error {
 
 func weftBinary(t *ociimage.Tree, in Inputs) error {
 	return t.CopyFile("/weft", in.Weft, 0o755)
+}
+
+// weftOnPath links /usr/local/bin/weft to /weft (the binary's own layer).
+func weftOnPath(t *ociimage.Tree, _ Inputs) error {
+	return t.Symlink("/usr/local/bin/weft", "/weft")
 }
 
 func pause(t *ociimage.Tree, in Inputs) error {

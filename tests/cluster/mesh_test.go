@@ -69,6 +69,13 @@ func TestMesh(t *testing.T) {
 	repo, sc := startFlux(t, c)
 	commitShop(t, repo, "90/10", nil)
 	installWeft(t, c, weftBin, sc)
+	// The shop's namespaces (the Mesh applies NetworkPolicies in them):
+	// shop labelled for injection, payments (no pods here).
+	createNamespace(t, c.Clientset, "payments")
+	createNamespace(t, c.Clientset, shopNS)
+	if _, err := c.Kubectl(ctx, nil, "label", "namespace", shopNS, inject.InjectKey+"=enabled"); err != nil {
+		t.Fatal(err)
+	}
 	applyMesh(t, c)
 	deployShop(t, c)
 	t.Logf("weft, Flux and the shop up %s after the cluster", time.Since(started).Round(100*time.Millisecond))
@@ -390,16 +397,13 @@ func shopApps() []app {
 	}
 }
 
-// deployShop creates the namespace shop labelled for injection, a
+// deployShop creates in the namespace shop a
 // ServiceAccount and a Service per mesh service and the Deployments, and
 // waits until all are Available.
 func deployShop(t *testing.T, c *clustertest.Cluster) {
 	ctx := context.Background()
 	cs := c.Clientset
-	ns := createNamespace(t, cs, shopNS)
-	if _, err := c.Kubectl(ctx, nil, "label", "namespace", ns, inject.InjectKey+"=enabled"); err != nil {
-		t.Fatal(err)
-	}
+	ns := shopNS
 	services := map[string]int32{}
 	for _, a := range shopApps() {
 		if _, ok := services[a.service]; !ok {

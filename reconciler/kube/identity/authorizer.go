@@ -32,7 +32,10 @@ type PodAuthorizer struct {
 // node id and the class its labels select under the served definition,
 // when the client certificate's SPIFFE id is the pod's service account
 // (and the service's), the pod is scheduled and not terminated, and any
-// class the client claims (node.cluster, weft.class) is that class.
+// class the client claims is that class: node metadata weft.class must
+// be the class; node.cluster may be the class or the pod's mesh service
+// (what the injected agent sends: it cannot know the version, which is
+// decided here from the pod's labels; docs/kubernetes.md, "Contracts").
 func (a *PodAuthorizer) Authorize(ctx context.Context, p xds.Peer, claimed *corev3.Node) (xds.Binding, error) {
 	if !p.Verified() {
 		why := p.IdentityError
@@ -63,16 +66,15 @@ func (a *PodAuthorizer) Authorize(ctx context.Context, p xds.Peer, claimed *core
 	if want := workload.Identity(m.TrustDomain, pod); want != p.Identity {
 		return xds.Binding{}, fmt.Errorf("pod %s/%s runs as %s; the client certificate is %s", ns, name, want, p.Identity)
 	}
-	_, class, err := workload.Of(m, pod)
+	svc, class, err := workload.Of(m, pod)
 	if err != nil {
 		return xds.Binding{}, err
 	}
-	claims := []string{claimed.GetCluster()}
-	if v := claimed.GetMetadata().GetFields()[xds.ClassMetadataKey]; v != nil {
-		claims = append(claims, v.GetStringValue())
+	if c := claimed.GetCluster(); c != "" && c != class && c != svc.Name {
+		return xds.Binding{}, fmt.Errorf("pod %s/%s is of class %s of service %s, the stream claims %q", ns, name, class, svc.Name, c)
 	}
-	for _, c := range claims {
-		if c != "" && c != class {
+	if v := claimed.GetMetadata().GetFields()[xds.ClassMetadataKey]; v != nil {
+		if c := v.GetStringValue(); c != "" && c != class {
 			return xds.Binding{}, fmt.Errorf("pod %s/%s is of class %s, the stream claims class %q", ns, name, class, c)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -319,6 +320,9 @@ func TestPodAuthorizer(t *testing.T) {
 		{name: "a v1 pod is served reviews-v1", sa: "reviews", node: &corev3.Node{Id: "reviews-v1-a.shop"}, class: "reviews-v1"},
 		{name: "the class comes from the pod's labels", sa: "reviews", node: &corev3.Node{Id: "reviews-v2-a.shop"}, class: "reviews-v2"},
 		{name: "a claimed class is checked", sa: "reviews", node: &corev3.Node{Id: "reviews-v2-a.shop", Cluster: "reviews-v1"},
+			want: []string{`pod shop/reviews-v2-a is of class reviews-v2 of service reviews, the stream claims "reviews-v1"`}},
+		{name: "node.cluster may be the service (the injected agent's)", sa: "reviews", node: &corev3.Node{Id: "reviews-v2-a.shop", Cluster: "reviews"}, class: "reviews-v2"},
+		{name: "a claimed weft.class is checked", sa: "reviews", node: &corev3.Node{Id: "reviews-v2-a.shop", Cluster: "reviews", Metadata: classMeta("reviews-v1")},
 			want: []string{`pod shop/reviews-v2-a is of class reviews-v2, the stream claims class "reviews-v1"`}},
 		{name: "another service account's pod", sa: "frontend", node: &corev3.Node{Id: "reviews-v1-a.shop"},
 			want: []string{"pod shop/reviews-v1-a runs as spiffe://shop.example/ns/shop/sa/reviews; the client certificate is spiffe://shop.example/ns/shop/sa/frontend"}},
@@ -400,3 +404,7 @@ func xdsOnce(ctx context.Context, addr string, cfg *tls.Config, node *corev3.Nod
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func classMeta(class string) *structpb.Struct {
+	return &structpb.Struct{Fields: map[string]*structpb.Value{xds.ClassMetadataKey: structpb.NewStringValue(class)}}
+}
