@@ -456,7 +456,7 @@ func meshDeployment(a app) *appsv1.Deployment {
 		Name:            "app",
 		Image:           images.Ref(images.WeftName, images.DefaultTag),
 		ImagePullPolicy: corev1.PullNever,
-		Args: []string{"demo-app", "--addr", fmt.Sprintf("0.0.0.0:%d", a.port), "--service", a.service, "--version", a.version},
+		Args:            []string{"demo-app", "--addr", fmt.Sprintf("0.0.0.0:%d", a.port), "--service", a.service, "--version", a.version},
 		Env: []corev1.EnvVar{{Name: "WEFT_INSTANCE", ValueFrom: &corev1.EnvVarSource{
 			FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"},
 		}}},
@@ -953,4 +953,3 @@ func testControllerKilled(t *testing.T, c *clustertest.Cluster, m *meshClient) {
 	}
 	waitAvailable(t, c.Clientset, ns, "weft-controller", 2, 2*time.Minute)
 }
-
