@@ -43,12 +43,14 @@ const (
 
 // BindFlags registers the flags of the serving side on fs (Flux's style:
 // next to the options type): --trust-domain, --ca-address and
-// --ca-secret. The xDS address and the Service name are the controller's
+// --ca-secret, --cert-ttl and --cert-min-ttl. The xDS address and the Service name are the controller's
 // own flags (--xds-address, --webhook-service): the caller copies them.
 func (o *Options) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.TrustDomain, "trust-domain", DefaultTrustDomain, "the mesh's SPIFFE trust domain: the mesh CA signs for it, and a revision whose trustDomain differs is refused")
 	fs.StringVar(&o.CAAddress, "ca-address", DefaultCAAddress, "address of the mesh CA's gRPC service (TLS; CSRs authenticated by TokenReview)")
 	fs.StringVar(&o.CASecret, "ca-secret", caroot.DefaultSecretName, "Secret (in the controller's namespace) holding the mesh CA's root; the leader creates it when absent")
+	fs.DurationVar(&o.CertTTL, "cert-ttl", ca.DefaultTTL, "lifetime of a workload certificate whose CSR asks for none (the injected agents ask for none); agents renew at half of it")
+	fs.DurationVar(&o.CertMinTTL, "cert-min-ttl", ca.DefaultMinTTL, "the shortest workload certificate lifetime the mesh CA grants (a shorter request is raised to it)")
 }
 
 // Options configure the serving side. The controller's flags set them
@@ -62,6 +64,10 @@ type Options struct {
 	TrustDomain string
 	// CASecret names the Secret of the CA root (default weft-ca-root).
 	CASecret string
+	// CertTTL is the lifetime of a workload certificate whose CSR asks
+	// for none, and CertMinTTL the shortest the CA grants (defaults
+	// ca.DefaultTTL, 24h, and ca.DefaultMinTTL, 10m; ca.Config).
+	CertTTL, CertMinTTL time.Duration
 	// XDSAddress and CAAddress are the listeners (defaults :15010 and
 	// :15012; ":0" picks a free port, see Serving.XDSAddr).
 	XDSAddress, CAAddress string
@@ -102,6 +108,16 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.CASecret == "" {
 		o.CASecret = caroot.DefaultSecretName
+	}
+	if o.CertTTL == 0 {
+		o.CertTTL = ca.DefaultTTL
+	}
+	if o.CertMinTTL == 0 {
+		o.CertMinTTL = ca.DefaultMinTTL
+	}
+	if o.CertMinTTL > o.CertTTL || o.CertTTL > ca.DefaultMaxTTL {
+		return o, fmt.Errorf("serving: --cert-ttl %s must be between --cert-min-ttl %s and %s (lower --cert-min-ttl with a short --cert-ttl)",
+			o.CertTTL, o.CertMinTTL, ca.DefaultMaxTTL)
 	}
 	if o.XDSAddress == "" {
 		o.XDSAddress = DefaultXDSAddress
@@ -216,7 +232,8 @@ func (s *Serving) run(ctx context.Context) error {
 	if err != nil {
 		return s.failed(err)
 	}
-	c, err := ca.New(ca.Config{TrustDomain: o.TrustDomain, RootCertPEM: root.CertPEM, RootKeyPEM: root.KeyPEM, Log: o.Logger})
+	c, err := ca.New(ca.Config{TrustDomain: o.TrustDomain, RootCertPEM: root.CertPEM, RootKeyPEM: root.KeyPEM, Log: o.Logger,
+		DefaultTTL: o.CertTTL, MinTTL: o.CertMinTTL})
 	if err != nil {
 		return s.failed(fmt.Errorf("the mesh CA root in Secret %s/%s: %w", o.Namespace, o.CASecret, err))
 	}
