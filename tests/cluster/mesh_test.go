@@ -56,9 +56,15 @@ const (
 //   - then, each a subtest, what a user sees from the frontend pod: the
 //     90/10 split over 1,000 requests, the x-canary header route, retries,
 //     the 429 of a rate limit, an injected fault, the mirror, mTLS and
-//     authz, a git commit shifting the traffic (timed), the first request
-//     of a starting pod, a pod deleted and a controller replica killed
-//     under load.
+//     authz, git commits shifting the traffic (timed), the first request
+//     of a starting pod, a pod deleted, a controller replica killed and
+//     the certificates rotating (the controller's --cert-ttl is 40 s)
+//     under load with no failed request.
+//
+// The numbers are logged; the assertions are on what is deterministic or
+// within a statistical tolerance (the split within 5 points), never on
+// time: the commit-to-traffic time is measured, logged and bounded only
+// by a 2-minute timeout.
 func TestMesh(t *testing.T) {
 	c := clustertest.Start(t, clustertest.Options{})
 	ctx := context.Background()
@@ -138,9 +144,10 @@ func TestMesh(t *testing.T) {
 	t.Logf("TestMesh: %s from the cluster's start", time.Since(started).Round(100*time.Millisecond))
 }
 
-// installWeft applies `weft install --export` and waits until the
-// controller is Available and the injector's webhook has its caBundle;
-// without a controller that serves the injector, the test skips.
+// installWeft applies `weft install --export` (the controller's
+// certificates shortened to certTTL) and the GitRepository, and waits
+// until the controller is Available and the injector's webhook has its
+// caBundle.
 func installWeft(t *testing.T, c *clustertest.Cluster, weftBin string, sc *sourceCtl) {
 	ctx := context.Background()
 	manifests, err := exec.Command(weftBin, "install", "--export", "--image", images.Ref(images.WeftName, images.DefaultTag)).Output()
@@ -170,9 +177,8 @@ func installWeft(t *testing.T, c *clustertest.Cluster, weftBin string, sc *sourc
 		}
 		if time.Now().After(deadline) {
 			logs, _ := c.Kubectl(ctx, nil, "-n", ns, "logs", "deploy/weft-controller", "--tail=20")
-			t.Skipf("HOOK: weft-controller is Available but has not set the caBundle of MutatingWebhookConfiguration "+
-				"weft-injector in a minute (err %v): this build of `weft controller` does not run the injector and the "+
-				"mesh CA yet (branch wire composes them). Its log:\n%s", err, logs)
+			t.Fatalf("weft-controller is Available but has not set the caBundle of MutatingWebhookConfiguration "+
+				"weft-injector in a minute (err %v); its log:\n%s", err, logs)
 		}
 		time.Sleep(time.Second)
 	}
@@ -563,17 +569,7 @@ func testInjected(t *testing.T, c *clustertest.Cluster, weftBin string) {
 		if ready != 2 {
 			t.Errorf("pod %s: %d containers ready, want 2 (app and weft-proxy)", p.Name, ready)
 		}
-		var st struct {
-			Ready    bool   `json:"ready"`
-			Identity string `json:"identity"`
-		}
-		resp, err := c.HTTPClient().Get(fmt.Sprintf("http://%s:%d/status", p.Status.PodIP, inject.HealthPort))
-		if err != nil {
-			t.Errorf("agent /status of %s: %v", p.Name, err)
-			continue
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&st)
-		resp.Body.Close()
+		st := readAgentStatus(t, c, p)
 		if wantID := "spiffe://shop.example/ns/shop/sa/" + p.Spec.ServiceAccountName; !st.Ready || st.Identity != wantID {
 			t.Errorf("agent /status of %s: ready %v identity %q, want ready and %s", p.Name, st.Ready, st.Identity, wantID)
 		}
