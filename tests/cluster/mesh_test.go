@@ -28,6 +28,7 @@ import (
 	"github.com/weft-dev/weft/internal/clustertest"
 	"github.com/weft-dev/weft/internal/fluxtest"
 	"github.com/weft-dev/weft/internal/images"
+	"github.com/weft-dev/weft/internal/kubetest"
 	"github.com/weft-dev/weft/internal/tooltest"
 	"github.com/weft-dev/weft/sidecar/inject"
 )
@@ -66,6 +67,7 @@ const (
 // time: the commit-to-traffic time is measured, logged and bounded only
 // by a 2-minute timeout.
 func TestMesh(t *testing.T) {
+	kubetest.RequireBinaries(t, tooltest.BinDir(), "source-controller") // skips, or fails under CI=true
 	c := clustertest.Start(t, clustertest.Options{})
 	ctx := context.Background()
 	started := time.Now()
