@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/fluxcd/pkg/runtime/predicates"
@@ -133,10 +132,12 @@ func (c *Controller) refreshOnChange(ctx context.Context) error {
 func (c *Controller) requeueAll(ctx context.Context) error {
 	var list meshv1.MeshList
 	if err := c.Manager.GetClient().List(ctx, &list); err != nil {
-		if ctx.Err() != nil {
-			return nil
+		// Not fatal: the status is then written at the next event.
+		if ctx.Err() == nil {
+			c.opts.Logger.Error("listing the Meshes to requeue on election", "error", err)
 		}
-		return fmt.Errorf("listing the Meshes to requeue on election: %w", err)
+		<-ctx.Done()
+		return nil
 	}
 	c.opts.Logger.Info("elected leader: requeueing every Mesh to write its status", "meshes", len(list.Items))
 	for i := range list.Items {
