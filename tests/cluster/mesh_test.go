@@ -219,7 +219,6 @@ func startFlux(t *testing.T, c *clustertest.Cluster) (*fluxtest.Repo, *sourceCtl
 		t.Fatal(err)
 	}
 	storage := t.TempDir()
-	os.Chmod(filepath.Dir(storage), 0o755)
 	cmd := c.Command(context.Background(), filepath.Join(tooltest.BinDir(), "source-controller"),
 		"--storage-path="+storage,
 		"--storage-addr="+net.JoinHostPort(clustertest.NodeIP, strconv.Itoa(storagePort)),
@@ -255,8 +254,11 @@ func startFlux(t *testing.T, c *clustertest.Cluster) (*fluxtest.Repo, *sourceCtl
 	return repo, sc
 }
 
+// sourceCtl is what the test knows of its source-controller: the URL of
+// the shop's repository as it reaches it.
 type sourceCtl struct{ url string }
 
+// relay accepts connections on ln and splices each to the address to.
 func relay(ln net.Listener, to string) {
 	for {
 		in, err := ln.Accept()
