@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,6 +32,7 @@ import (
 	"github.com/weft-dev/weft/reconciler/ca"
 	"github.com/weft-dev/weft/reconciler/xds"
 	"github.com/weft-dev/weft/schema"
+	"github.com/weft-dev/weft/sidecar/agent"
 	"github.com/weft-dev/weft/sidecar/inject"
 )
 
@@ -64,9 +67,10 @@ var (
 )
 
 // sidecarBenchRounds alternates the variants this many times per
-// iteration, each loaded for sidecarBenchLoad.
+// iteration (odd: the figures are the rounds' medians), each loaded for
+// sidecarBenchLoad.
 const (
-	sidecarBenchRounds = 2
+	sidecarBenchRounds = 3
 	sidecarBenchLoad   = "10s"
 )
 
@@ -85,11 +89,14 @@ const (
 // loadgen's Envoy (outbound listener, route by Host echo:8080) → mTLS →
 // inbound redirect → echo's Envoy (inbound listener, RBAC) → app.
 // Variants alternate (plain, mesh) sidecarBenchRounds times; the raw line
-// carries the mean of the rounds' p50/p99 (ms) and achieved req/s, the
-// difference (added-*), the resident memory (VmRSS, MB) of both Envoys and
-// both agents after the load, netinit's run time and each proxy's start
+// carries the median of the rounds' p50/p99 (ms) and achieved req/s, the
+// difference (added-*), the resident memory (VmRSS, MB; *-anon-MB its
+// anonymous part; *-envoy-heap-MB what Envoy's allocator holds for
+// allocations; *-envoy-clusters the size of its configuration) of both
+// Envoys and both agents after the load, netinit's run time and each proxy's start
 // until the agent's /ready answers 200 (what the startup probe waits for
-// before the app starts). time/op means nothing.
+// before the app starts), and the machine's 1-minute load average at the
+// end (loadavg-1m). time/op means nothing.
 func BenchmarkPodSidecars(b *testing.B) {
 	needNetns(b)
 	envoy, fortio := tooltest.Envoy(b), tooltest.Fortio(b)
@@ -126,18 +133,19 @@ func BenchmarkPodSidecars(b *testing.B) {
 	}
 	var plain, mesh fortioResult
 	for i := 0; i < b.N; i++ {
-		plain, mesh = fortioResult{}, fortioResult{}
+		var plains, meshes []fortioResult
 		for r := 0; r < sidecarBenchRounds; r++ {
 			for _, v := range []struct {
 				name string
 				ns   netns
-				sum  *fortioResult
-			}{{"plain", plainClient, &plain}, {"mesh", meshClient, &mesh}} {
+				out  *[]fortioResult
+			}{{"plain", plainClient, &plains}, {"mesh", meshClient, &meshes}} {
 				res := fortioLoad(b, fortio, v.ns, target, "-qps", "1000", "-c", "4", "-t", sidecarBenchLoad)
 				b.Logf("round %d %s: %.1f req/s, p50 %.3f ms, p99 %.3f ms (%d requests)", r+1, v.name, res.QPS, res.P50, res.P99, res.Count)
-				v.sum.add(res, sidecarBenchRounds)
+				*v.out = append(*v.out, res)
 			}
 		}
+		plain, mesh = medianFortio(plains), medianFortio(meshes)
 	}
 	b.ReportMetric(plain.QPS, "plain-req/s")
 	b.ReportMetric(plain.P50, "plain-p50-ms")
@@ -149,11 +157,32 @@ func BenchmarkPodSidecars(b *testing.B) {
 	b.ReportMetric(mesh.P99-plain.P99, "added-p99-ms")
 	for _, p := range []*meshPod{loadgen, echo} {
 		svc := p.id.ServiceAccount
-		b.ReportMetric(rssMB(b, p.envoyPID(b)), svc+"-envoy-rss-MB")
-		b.ReportMetric(rssMB(b, p.cmd.Process.Pid), svc+"-agent-rss-MB")
+		envoyPID := p.envoyPID(b)
+		b.ReportMetric(memMB(b, envoyPID, "VmRSS"), svc+"-envoy-rss-MB")
+		b.ReportMetric(memMB(b, envoyPID, "RssAnon"), svc+"-envoy-anon-MB")
+		heap, clusters := p.envoyAdmin(b)
+		b.ReportMetric(heap, svc+"-envoy-heap-MB")
+		b.ReportMetric(clusters, svc+"-envoy-clusters")
+		b.ReportMetric(memMB(b, p.cmd.Process.Pid, "VmRSS"), svc+"-agent-rss-MB")
+		b.ReportMetric(memMB(b, p.cmd.Process.Pid, "RssAnon"), svc+"-agent-anon-MB")
 		b.ReportMetric(float64(p.ready.Microseconds())/1000, svc+"-ready-ms")
 		b.ReportMetric(float64(p.netinit.Microseconds())/1000, svc+"-netinit-ms")
 	}
+	b.ReportMetric(loadAverage(b), "loadavg-1m")
+}
+
+// loadAverage is the machine's load average over the last minute.
+func loadAverage(b *testing.B) float64 {
+	b.Helper()
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := strconv.ParseFloat(strings.Fields(string(raw))[0], 64)
+	if err != nil {
+		b.Fatalf("/proc/loadavg: %q", raw)
+	}
+	return v
 }
 
 // startFortioServer runs fortio's echo server on :8080 in n (HTTP only).
@@ -292,6 +321,7 @@ func putFile(b testing.TB, path string, body []byte) {
 // the pod's namespace.
 type meshPod struct {
 	ns      netns
+	dir     string // the pod's files: token, sockets, bootstrap
 	id      cav1.Identity
 	cmd     *exec.Cmd
 	out     *tooltest.Output
@@ -325,6 +355,7 @@ func (cp *podControlPlane) startPod(b *testing.B, weftBin, envoy string, n netns
 	mp.netinit = time.Since(start)
 
 	podDir := filepath.Join(cp.dir, name)
+	mp.dir = podDir
 	tok := projectedToken("shop", id.ServiceAccount, name)
 	if err := cp.auth.Add(tok, id); err != nil {
 		b.Fatal(err)
@@ -408,6 +439,31 @@ func (p *meshPod) waitReady(b *testing.B) {
 	}
 }
 
+// envoyAdmin reads from Envoy's admin socket the memory its allocator
+// holds for allocations (/memory "allocated", MB) and its number of
+// active clusters (the size of the configuration it was given).
+func (p *meshPod) envoyAdmin(b *testing.B) (heapMB, clusters float64) {
+	b.Helper()
+	socket := filepath.Join(p.dir, agent.AdminSocketName)
+	_, body := tooltest.AdminGet(b, socket, "/memory")
+	var mem struct {
+		Allocated string `json:"allocated"`
+	}
+	if err := json.Unmarshal([]byte(body), &mem); err != nil {
+		b.Fatalf("envoy /memory: %v\n%s", err, body)
+	}
+	allocated, err := strconv.ParseFloat(mem.Allocated, 64)
+	if err != nil {
+		b.Fatalf("envoy /memory: allocated %q", mem.Allocated)
+	}
+	_, stats := tooltest.AdminGet(b, socket, "/stats?filter=^cluster_manager.active_clusters$")
+	_, n, ok := strings.Cut(strings.TrimSpace(stats), ": ")
+	if clusters, err = strconv.ParseFloat(n, 64); !ok || err != nil {
+		b.Fatalf("envoy /stats: %q", stats)
+	}
+	return allocated / 1e6, clusters
+}
+
 // envoyPID is the agent's child process Envoy.
 func (p *meshPod) envoyPID(b *testing.B) int {
 	b.Helper()
@@ -447,16 +503,18 @@ func procStatus(pid int) (map[string]string, error) {
 	return out, sc.Err()
 }
 
-// rssMB is the process's resident memory (VmRSS) in MB (10^6 bytes).
-func rssMB(b *testing.B, pid int) float64 {
+// memMB is a memory field of /proc/<pid>/status (VmRSS: resident;
+// RssAnon: its anonymous part, without the mapped binary and files) in MB
+// (10^6 bytes).
+func memMB(b *testing.B, pid int, field string) float64 {
 	b.Helper()
 	st, err := procStatus(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	kb, err := strconv.ParseFloat(strings.TrimSuffix(st["VmRSS"], " kB"), 64)
+	kb, err := strconv.ParseFloat(strings.TrimSuffix(st[field], " kB"), 64)
 	if err != nil {
-		b.Fatalf("VmRSS of %d: %q", pid, st["VmRSS"])
+		b.Fatalf("%s of %d: %q", field, pid, st[field])
 	}
 	return kb * 1024 / 1e6
 }
@@ -481,10 +539,24 @@ type fortioResult struct {
 	Count         int
 }
 
-// add accumulates r / n (a mean over n results).
-func (f *fortioResult) add(r fortioResult, n int) {
-	f.QPS += r.QPS / float64(n)
-	f.P50 += r.P50 / float64(n)
-	f.P99 += r.P99 / float64(n)
-	f.Count += r.Count
+// medianFortio is the median of each figure over rs (an odd number of
+// runs): one run disturbed by the machine's other work does not move it.
+func medianFortio(rs []fortioResult) fortioResult {
+	median := func(f func(fortioResult) float64) float64 {
+		vs := make([]float64, 0, len(rs))
+		for _, r := range rs {
+			vs = append(vs, f(r))
+		}
+		slices.Sort(vs)
+		return vs[len(vs)/2]
+	}
+	out := fortioResult{
+		QPS: median(func(r fortioResult) float64 { return r.QPS }),
+		P50: median(func(r fortioResult) float64 { return r.P50 }),
+		P99: median(func(r fortioResult) float64 { return r.P99 }),
+	}
+	for _, r := range rs {
+		out.Count += r.Count
+	}
+	return out
 }
