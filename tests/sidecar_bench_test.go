@@ -95,8 +95,10 @@ const (
 // allocations; *-envoy-clusters the size of its configuration) of both
 // Envoys and both agents after the load, netinit's run time and each proxy's start
 // until the agent's /ready answers 200 (what the startup probe waits for
-// before the app starts), and the machine's 1-minute load average at the
-// end (loadavg-1m). time/op means nothing.
+// before the app starts), the machine's 1-minute load average at the end
+// (loadavg-1m) and the share of the measurement's wall time during which
+// some runnable task on the machine waited for a CPU (cpu-wait-%, from
+// /proc/pressure/cpu; -1 without it). time/op means nothing.
 func BenchmarkPodSidecars(b *testing.B) {
 	needNetns(b)
 	envoy, fortio := tooltest.Envoy(b), tooltest.Fortio(b)
@@ -132,6 +134,7 @@ func BenchmarkPodSidecars(b *testing.B) {
 		fortioLoad(b, fortio, n, target, "-qps", "200", "-c", "4", "-t", "2s")
 	}
 	var plain, mesh fortioResult
+	stalled, since := cpuStalled(b), time.Now()
 	for i := 0; i < b.N; i++ {
 		var plains, meshes []fortioResult
 		for r := 0; r < sidecarBenchRounds; r++ {
@@ -147,6 +150,11 @@ func BenchmarkPodSidecars(b *testing.B) {
 		}
 		plain, mesh = medianFortio(plains), medianFortio(meshes)
 	}
+	wait := -1.0
+	if stalled >= 0 {
+		wait = 100 * float64(cpuStalled(b)-stalled) / float64(time.Since(since))
+	}
+	b.ReportMetric(wait, "cpu-wait-%")
 	b.ReportMetric(plain.QPS, "plain-req/s")
 	b.ReportMetric(plain.P50, "plain-p50-ms")
 	b.ReportMetric(plain.P99, "plain-p99-ms")
@@ -169,6 +177,28 @@ func BenchmarkPodSidecars(b *testing.B) {
 		b.ReportMetric(float64(p.netinit.Microseconds())/1000, svc+"-netinit-ms")
 	}
 	b.ReportMetric(loadAverage(b), "loadavg-1m")
+}
+
+// cpuStalled is the machine's total time during which some runnable task
+// waited for a CPU (/proc/pressure/cpu, "some total"), or -1 without
+// pressure stall information.
+func cpuStalled(b *testing.B) time.Duration {
+	b.Helper()
+	raw, err := os.ReadFile("/proc/pressure/cpu")
+	if err != nil {
+		return -1
+	}
+	for _, f := range strings.Fields(strings.SplitN(string(raw), "\n", 2)[0]) {
+		if v, ok := strings.CutPrefix(f, "total="); ok {
+			us, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				b.Fatalf("/proc/pressure/cpu: %q", raw)
+			}
+			return time.Duration(us) * time.Microsecond
+		}
+	}
+	b.Fatalf("/proc/pressure/cpu: no total: %q", raw)
+	return 0
 }
 
 // loadAverage is the machine's load average over the last minute.
