@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -72,29 +74,44 @@ func startCluster(tb testing.TB, services int) *cluster {
 
 // runningController is `weft controller` as a process.
 type runningController struct {
-	cmd                  *exec.Cmd
-	metrics, health, xds string
-	out                  *tooltest.Output
+	cmd                               *exec.Cmd
+	metrics, health, xds, ca, webhook string
+	out                               *tooltest.Output
 }
 
 // startController runs the weft binary with the arguments of the
 // Deployment that `weft install --export` renders, its addresses moved
-// to free loopback ports: the flags contract of environments/deploy.
+// to free loopback ports and --trust-domain set to the generated mesh's:
+// the flags contract of environments/deploy.
 func startController(tb testing.TB, c *cluster) *runningController {
 	tb.Helper()
+	return startControllerWith(tb, c.env.Kubeconfig, map[string]string{"trust-domain": "gen.example"})
+}
+
+// startControllerWith runs the controller as startController does, with
+// kubeconfig and flags set (replacing the Deployment's, or added).
+func startControllerWith(tb testing.TB, kubeconfig string, flags map[string]string) *runningController {
+	tb.Helper()
 	args := deploymentArgs(tb)
-	ports := tooltest.FreePorts(tb, 4)
+	ports := tooltest.FreePorts(tb, 5)
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
-	rc := &runningController{xds: addr(0), metrics: addr(2), health: addr(3), out: &tooltest.Output{}}
-	moved := map[string]string{"xds-address": rc.xds, "ca-address": addr(1), "metrics-bind-address": rc.metrics, "health-probe-bind-address": rc.health}
+	moved := map[string]string{"xds-address": addr(0), "ca-address": addr(1), "metrics-bind-address": addr(2),
+		"health-probe-bind-address": addr(3), "webhook-address": addr(4)}
+	maps.Copy(moved, flags)
+	rc := &runningController{xds: moved["xds-address"], ca: moved["ca-address"], metrics: moved["metrics-bind-address"],
+		health: moved["health-probe-bind-address"], webhook: moved["webhook-address"], out: &tooltest.Output{}}
 	for i, a := range args {
 		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
 		if v, ok := moved[name]; ok {
 			args[i] = "--" + name + "=" + v
+			delete(moved, name)
 		}
 	}
+	for _, k := range slices.Sorted(maps.Keys(moved)) {
+		args = append(args, "--"+k+"="+moved[k])
+	}
 	rc.cmd = exec.Command(weft(tb), args...)
-	rc.cmd.Env = append(os.Environ(), "KUBECONFIG="+c.env.Kubeconfig, "POD_NAMESPACE=weft-system", "POD_NAME=weft-controller-0")
+	rc.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "POD_NAMESPACE=weft-system", "POD_NAME=weft-controller-0")
 	rc.cmd.Stdout, rc.cmd.Stderr = rc.out, rc.out
 	if err := rc.cmd.Start(); err != nil {
 		tb.Fatal(err)
@@ -193,9 +210,7 @@ func TestControllerBinary(t *testing.T) {
 	rc := startController(t, c)
 	c.createMesh(t)
 	c.waitReady(t, rc, 2*time.Minute)
-	if code, body := get(t, "http://"+rc.health+"/readyz"); code != 200 {
-		t.Errorf("/readyz: %d %s", code, body)
-	}
+	waitReadyz(t, rc, time.Minute) // the webhook certificate loads on its own schedule
 	if _, body := get(t, "http://"+rc.metrics+"/metrics"); !strings.Contains(body, `weft_served_revision_info{revision="`+c.revision+`"} 1`) {
 		t.Errorf("/metrics does not show the served revision %s", c.revision)
 	}

@@ -70,7 +70,19 @@ func NewMetrics(reg prometheus.Registerer, c *CA) (*Metrics, error) {
 		latest: map[cav1.Identity]time.Time{},
 	}
 	m.SetRoot(c)
-	for _, col := range []prometheus.Collector{m.signed, m.refused, m.root, m} {
+	if err := reg.Register(m.signed); err != nil {
+		// The control plane's metrics (package reconciler/metrics) define
+		// the same counter on a registry they share with the CA (`weft
+		// controller`): count into that one.
+		are, ok := err.(prometheus.AlreadyRegisteredError)
+		if !ok {
+			return nil, err
+		}
+		if m.signed, ok = are.ExistingCollector.(prometheus.Counter); !ok {
+			return nil, err
+		}
+	}
+	for _, col := range []prometheus.Collector{m.refused, m.root, m} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}

@@ -29,7 +29,8 @@
 //  6. pipeline: the same pipeline as weft vet/build/up
 //     (reconciler/pipeline: load -> vet -> compile -> publish), in
 //     spec.environment, within spec.timeout (the revision's time limit,
-//     fetch included). The xDS server (reconciler/xds) is its Publisher.
+//     fetch included). Its Publisher, Endpoints and Check are the serving
+//     side's (Options.Serve, below), else the plain xDS server's.
 //  7. network policies: once the revision is applied (every connected
 //     proxy ACKed it, the xDS server's lastAppliedRevision), the
 //     NetworkPolicies compiled from it (compiler.NetworkPolicies) are
@@ -96,7 +97,10 @@
 // every replica's xDS server serves the same revision; only the leader
 // (Options.LeaderElection, the manager's election) writes: the finalizer,
 // status, events and NetworkPolicies. The proxies counted in a Mesh's
-// status are the leader's own.
+// status are the leader's own. A replica that becomes the leader requeues
+// every Mesh at once (a leader-only runnable), so that the status a
+// follower did not write is written then, not at the Mesh's next
+// interval.
 //
 // # Events and metrics
 //
@@ -107,13 +111,33 @@
 // (metrics.go) on the controller's registry, served with
 // controller-runtime's own at --metrics-bind-address /metrics.
 //
+// # The serving side (Options.Serve)
+//
+// Every replica serves exactly one xDS server. In `weft controller`
+// (cmd/weft) it is the serving side's (package reconciler/kube/serving:
+// mTLS with the mesh CA, streams bound to pods, the CA's gRPC service,
+// EndpointSlices as EDS): Options.Serve makes it on the manager, with the
+// xDS options the controller chose (its logger, the metrics' gRPC
+// interceptors, the Components' changes), and returns a Serving — the
+// server (the status, proxies and NACKs are read from it, its changes
+// requeue the served Mesh), the pipeline's Publisher in front of it (the
+// EndpointSlice feed, which publishes endpoint changes to the same server
+// without a new revision), its Endpoints hook and its Check (the trust
+// domain the CA signs for). The serving side listens and serves; New then
+// neither listens on XDSAddress nor adds the "xds" readiness check (the
+// serving side has its own). This package does not import the serving
+// side: cmd composes them. Without Options.Serve, New makes a plain xDS
+// server (no TLS, no authorizer) on XDSAddress: the reconciler's own
+// tests use it; `weft controller` never does.
+//
 // # Components
 //
 // Options.Components are the parts of the control plane that other
-// packages add (EndpointSlices -> EDS, the CA, the Kubernetes Authorizer):
+// packages add (cmd/weft's sidecar injector; per-node variants in tests):
 // each may change the xDS server's options, give the pipeline its
-// endpoints, and add runnables and controllers to the manager with the
-// xDS server and the metrics registry at hand (Component, Runtime).
+// endpoints (unless the serving side does), and add runnables and
+// controllers to the manager with the xDS server and the metrics registry
+// at hand (Component, Runtime).
 //
 // # Imports
 //

@@ -28,7 +28,6 @@ import (
 	"github.com/weft-dev/weft/reconciler/pipeline"
 	"github.com/weft-dev/weft/reconciler/pipeline/source/flux"
 	"github.com/weft-dev/weft/reconciler/xds"
-	"github.com/weft-dev/weft/schema/mesh"
 )
 
 // Scheme is the scheme of the controller's clients: client-go's kinds,
@@ -57,16 +56,19 @@ type Controller struct {
 	sourceKindsSkipped []string
 }
 
-// New builds the control plane on cfg's cluster: it listens on the xDS
-// and metrics addresses (so that Addr and MetricsAddr are known before
-// Start), makes the xDS server with the components' options, the manager,
-// the reconciler and its watches, and sets the components up.
+// New builds the control plane on cfg's cluster: it listens on the
+// metrics address and, without Options.Serve, on the xDS address (so that
+// Addr and MetricsAddr are known before Start); it makes the manager, the
+// xDS server (Options.Serve's, else a plain one) with the components'
+// options, the reconciler and its watches, and sets the components up.
 func New(cfg *rest.Config, o Options) (*Controller, error) {
 	o = o.withDefaults()
 	c := &Controller{opts: o, changes: make(chan event.GenericEvent, 1)}
 	var err error
-	if c.xdsLn, err = net.Listen("tcp", o.XDSAddress); err != nil {
-		return nil, fmt.Errorf("xDS server: %w", err)
+	if o.Serve == nil {
+		if c.xdsLn, err = net.Listen("tcp", o.XDSAddress); err != nil {
+			return nil, fmt.Errorf("xDS server: %w", err)
+		}
 	}
 	ok := false
 	defer func() {
@@ -101,13 +103,17 @@ func New(cfg *rest.Config, o Options) (*Controller, error) {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	xo.GRPCOptions = append(xo.GRPCOptions, m.serverOptions()...)
-	c.XDS = xds.New(xo)
-	srv.Store(c.XDS)
 
 	if c.Manager, err = c.newManager(cfg); err != nil {
 		return nil, err
 	}
-	if err := c.setupReconciler(m); err != nil {
+	sv, err := c.serve(xo)
+	if err != nil {
+		return nil, err
+	}
+	c.XDS = sv.XDS
+	srv.Store(c.XDS)
+	if err := c.setupReconciler(m, sv); err != nil {
 		return nil, err
 	}
 	if err := c.addRunnables(); err != nil {
@@ -151,6 +157,9 @@ func (c *Controller) newManager(cfg *rest.Config) (manager.Manager, error) {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}
+	if o.Serve != nil {
+		return mgr, nil // the serving side has its own readiness check
+	}
 	if err := mgr.AddReadyzCheck("xds", func(*http.Request) error {
 		if !c.serving.Load() {
 			return errors.New("the xDS server is not serving yet")
@@ -162,14 +171,31 @@ func (c *Controller) newManager(cfg *rest.Config) (manager.Manager, error) {
 	return mgr, nil
 }
 
-// setupReconciler makes the Mesh reconciler and registers its watches.
-func (c *Controller) setupReconciler(m *metrics) error {
+// serve makes the serving side: Options.Serve's, else a plain xDS server
+// with xo that addRunnables serves on the xDS listener.
+func (c *Controller) serve(xo xds.Options) (Serving, error) {
+	if c.opts.Serve == nil {
+		return Serving{XDS: xds.New(xo)}, nil
+	}
+	sv, err := c.opts.Serve(c.Manager, xo)
+	if err != nil {
+		return Serving{}, fmt.Errorf("serving: %w", err)
+	}
+	if sv == nil || sv.XDS == nil {
+		return Serving{}, errors.New("serving: Options.Serve made no xDS server")
+	}
+	return *sv, nil
+}
+
+// setupReconciler makes the Mesh reconciler, with the serving side's
+// hooks, and registers its watches.
+func (c *Controller) setupReconciler(m *metrics, sv Serving) error {
 	o := c.opts
-	var eps func(*mesh.Model) (compiler.Endpoints, error)
+	eps := sv.Endpoints
 	for _, comp := range o.Components {
 		if comp.Endpoints != nil {
 			if eps != nil {
-				return fmt.Errorf("component %s: another component already gives the endpoints", comp.Name)
+				return fmt.Errorf("component %s: another component or the serving side already gives the endpoints", comp.Name)
 			}
 			eps = comp.Endpoints
 		}
@@ -182,6 +208,8 @@ func (c *Controller) setupReconciler(m *metrics) error {
 		Client:          c.Manager.GetClient(),
 		APIReader:       c.Manager.GetAPIReader(),
 		XDS:             c.XDS,
+		Publisher:       sv.Publisher,
+		Check:           sv.Check,
 		Gate:            &pipeline.Gate{Limits: o.Limits},
 		Limits:          o.Limits,
 		Fetcher:         flux.NewFetcher(o.Artifacts),
@@ -214,11 +242,13 @@ func (c *Controller) installed(kind string) bool {
 	return err == nil
 }
 
-// addRunnables adds the xDS server, the metrics endpoint and the status
-// refresher; all run on every replica.
+// addRunnables adds the plain xDS server (without Options.Serve), the
+// metrics endpoint and the status refresher, which run on every replica,
+// and the requeue of every Mesh when this replica is elected.
 func (c *Controller) addRunnables() error {
-	rs := []manager.Runnable{
-		everyReplica(func(ctx context.Context) error {
+	rs := []manager.Runnable{everyReplica(c.refreshOnChange), onElected(c.requeueAll)}
+	if c.xdsLn != nil {
+		rs = append(rs, everyReplica(func(ctx context.Context) error {
 			errc := make(chan error, 1)
 			go func() { errc <- c.XDS.Serve(c.xdsLn) }()
 			c.serving.Store(true)
@@ -229,8 +259,7 @@ func (c *Controller) addRunnables() error {
 			case err := <-errc:
 				return fmt.Errorf("xDS server: %w", err)
 			}
-		}),
-		everyReplica(c.refreshOnChange),
+		}))
 	}
 	if c.metricsLn != nil {
 		rs = append(rs, everyReplica(func(ctx context.Context) error {
@@ -265,9 +294,15 @@ func (c *Controller) Start(ctx context.Context) error {
 	return c.Manager.Start(ctx)
 }
 
-// Addr is the xDS server's address; MetricsAddr the metrics endpoint's
-// ("" when off).
-func (c *Controller) Addr() string { return c.xdsLn.Addr().String() }
+// Addr is the plain xDS server's address ("" with Options.Serve: the
+// serving side listens); MetricsAddr the metrics endpoint's ("" when
+// off).
+func (c *Controller) Addr() string {
+	if c.xdsLn == nil {
+		return ""
+	}
+	return c.xdsLn.Addr().String()
+}
 
 func (c *Controller) MetricsAddr() string {
 	if c.metricsLn == nil {
@@ -292,3 +327,10 @@ func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
 func (everyReplica) NeedLeaderElection() bool          { return false }
 
 var _ manager.LeaderElectionRunnable = everyReplica(nil)
+
+// onElected is a runnable that the manager starts once this replica is
+// elected (at once without leader election).
+type onElected func(ctx context.Context) error
+
+func (f onElected) Start(ctx context.Context) error { return f(ctx) }
+func (onElected) NeedLeaderElection() bool          { return true }

@@ -67,6 +67,38 @@ type Options struct {
 	// Manager changes the manager's options before it is made (tests:
 	// SkipNameValidation; a component's cache options).
 	Manager func(*manager.Options)
+	// Serve, when set, makes the serving side of the control plane on
+	// the manager: the one xDS server every replica serves, with the
+	// pipeline's hooks in front of it (Serving). It is given the xDS
+	// options the controller and the Components chose (the Logger, the
+	// metrics' gRPC interceptors, the Components' XDS changes); it
+	// listens and serves the server itself (a runnable of the manager),
+	// so New listens on no xDS address and adds no "xds" readiness check.
+	// `weft controller` always sets it (package reconciler/kube/serving:
+	// mTLS with the mesh CA, streams bound to pods, EndpointSlices as
+	// EDS). nil: New makes a plain xDS server (no TLS, no authorizer) on
+	// XDSAddress — for tests of the reconciler only.
+	Serve func(mgr manager.Manager, xo xds.Options) (*Serving, error)
+}
+
+// Serving is the serving side that Options.Serve makes.
+type Serving struct {
+	// XDS is the xDS server every replica serves: the reconciler reads
+	// the proxies' status from it (Ready, proxies, NACKs) and follows its
+	// changes (Changed).
+	XDS *xds.Server
+	// Publisher is the pipeline's Publisher, which publishes to XDS
+	// (nil: XDS itself). The EndpointSlice feed stands here, so that
+	// endpoint changes reach the same server without a new revision.
+	Publisher pipeline.Publisher
+	// Endpoints gives the endpoints each revision is compiled with
+	// (nil: the definition's static ones, or a Component's). Its error
+	// fails the revision retryably.
+	Endpoints func(*mesh.Model) (compiler.Endpoints, error)
+	// Check runs on each revision's model right after load (the trust
+	// domain the mesh CA signs for); its error stalls the revision at
+	// the vet step.
+	Check func(*mesh.Model) error
 }
 
 // LeaderElection are the manager's leader-election options.
@@ -79,7 +111,7 @@ type LeaderElection struct {
 // BindFlags registers o's flags on fs with their defaults (Flux's style:
 // the flags are bound next to their options type).
 func (o *Options) BindFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.XDSAddress, "xds-address", DefaultXDSAddress, "address of the xDS server (ADS, SotW and delta)")
+	fs.StringVar(&o.XDSAddress, "xds-address", DefaultXDSAddress, "address of the xDS server (ADS, SotW and delta; mTLS once the mesh CA's root is loaded)")
 	fs.StringVar(&o.MetricsAddress, "metrics-bind-address", DefaultMetricsAddress, `address of /metrics ("0" disables it)`)
 	fs.StringVar(&o.HealthAddress, "health-probe-bind-address", DefaultHealthAddress, "address of /healthz and /readyz")
 	fs.BoolVar(&o.LeaderElection.Enabled, "leader-elect", false, "elect a leader among the replicas: only it writes status, events and NetworkPolicies (every replica serves xDS)")

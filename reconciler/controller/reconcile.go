@@ -37,8 +37,15 @@ type MeshReconciler struct {
 	// APIReader reads the API server directly (the NetworkPolicies to
 	// prune, which are not cached).
 	APIReader client.Reader
-	// XDS serves what the pipeline publishes.
+	// XDS serves what the pipeline publishes; the proxies' status is
+	// read from it.
 	XDS *xds.Server
+	// Publisher is the pipeline's Publisher in front of XDS (nil: XDS):
+	// the EndpointSlice feed in a cluster.
+	Publisher pipeline.Publisher
+	// Check, when set, is the pipeline's Check (the trust domain of the
+	// mesh CA).
+	Check func(*mesh.Model) error
 	// Gate is the gate of every revision; its Limits' time limit is
 	// replaced by each Mesh's spec.timeout.
 	Gate *pipeline.Gate

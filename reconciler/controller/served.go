@@ -25,8 +25,12 @@ func (r *MeshReconciler) serve(ctx context.Context, obj *meshv1.Mesh) (*servedMe
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.served == nil || r.served.uid != obj.UID {
+		var pub pipeline.Publisher = r.XDS
+		if r.Publisher != nil {
+			pub = r.Publisher
+		}
 		r.served = &servedMesh{uid: obj.UID, key: client.ObjectKeyFromObject(obj),
-			pipeline: &pipeline.Pipeline{Gate: r.Gate, Publisher: r.XDS, Endpoints: r.Endpoints, Observe: r.metrics.shared.ObserveStep}}
+			pipeline: &pipeline.Pipeline{Gate: r.Gate, Publisher: pub, Endpoints: r.Endpoints, Check: r.Check, Observe: r.metrics.shared.ObserveStep}}
 	}
 	return r.served, nil, nil
 }

@@ -125,6 +125,33 @@ func (c *Controller) refreshOnChange(ctx context.Context) error {
 	}
 }
 
+// requeueAll requeues every Mesh once this replica is elected: the
+// reconciler ran on it as a follower (it compiles and serves) without
+// writing, and the new leader writes their finalizers and status at once
+// rather than at their next interval.
+func (c *Controller) requeueAll(ctx context.Context) error {
+	var list meshv1.MeshList
+	if err := c.Manager.GetClient().List(ctx, &list); err != nil {
+		// Not fatal: the status is then written at the next event.
+		if ctx.Err() == nil {
+			c.opts.Logger.Error("listing the Meshes to requeue on election", "error", err)
+		}
+		<-ctx.Done()
+		return nil
+	}
+	c.opts.Logger.Info("elected leader: requeueing every Mesh to write its status", "meshes", len(list.Items))
+	for i := range list.Items {
+		m := &list.Items[i]
+		select {
+		case c.changes <- event.GenericEvent{Object: &meshv1.Mesh{ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name}}}:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	<-ctx.Done()
+	return nil
+}
+
 // artifactChanged passes a source object whose artifact changed
 // (revision or digest), as Flux's consumers watch their sources.
 type artifactChanged struct{ predicate.Funcs }

@@ -5,6 +5,7 @@
 // CA over its gRPC API, and an xDS client that speaks delta ADS as Envoy
 // does. It is imported by tests only.
 //
-// It imports schema, compiler, reconciler/api/ca/v1 and internal/kubetest
+// It imports schema, compiler, reconciler/api/ca/v1, internal/kubetest and
+// internal/tooltest (environments/deploy/rbac.yaml: ControllerKubeconfig)
 // of weft.
 package kubetesting

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -26,6 +27,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -34,6 +37,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/weft-dev/weft/internal/kubetest"
+	"github.com/weft-dev/weft/internal/tooltest"
 	cav1 "github.com/weft-dev/weft/reconciler/api/ca/v1"
 )
 
@@ -322,4 +326,29 @@ func LongToken(t testing.TB, cs kubernetes.Interface, ns, sa string, d time.Dura
 		t.Fatalf("TokenRequest for %s/%s: %v", ns, sa, err)
 	}
 	return tr.Status.Token
+}
+
+// ControllerKubeconfig writes a kubeconfig that authenticates as the
+// controller's service account (a TokenRequest token), after applying
+// environments/deploy's RBAC: the replicas run with the least privilege
+// of a real install.
+func ControllerKubeconfig(t testing.TB, env *kubetest.Env) string {
+	t.Helper()
+	Namespace(t, env.Clientset, "weft-system")
+	rbac := tooltest.RepoRoot() + "/environments/deploy/rbac.yaml"
+	kubectl := kubetest.Assets(t) + "/kubectl"
+	if out, err := exec.Command(kubectl, "--kubeconfig", env.Kubeconfig, "apply", "-n", "weft-system", "-f", rbac).CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply %s: %v\n%s", rbac, err, out)
+	}
+	tok := LongToken(t, env.Clientset, "weft-system", "weft-controller", time.Hour)
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: env.Host, CertificateAuthorityData: env.Config.CAData}
+	kc.AuthInfos["weft-controller"] = &clientcmdapi.AuthInfo{Token: tok}
+	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "weft-controller"}
+	kc.CurrentContext = "test"
+	path := t.TempDir() + "/controller.kubeconfig"
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // XDSClient speaks delta ADS the way Envoy does: CDS and LDS wildcard,
@@ -31,6 +32,7 @@ type XDSClient struct {
 	state     ClientState
 	changed   chan struct{}
 	resources map[string]map[string]string // type -> name -> version held
+	bodies    map[string]map[string]*anypb.Any
 	edsNames  []string
 	rdsNames  []string
 }
@@ -64,7 +66,15 @@ type Response struct {
 func NewXDSClient(target string, creds credentials.TransportCredentials, node *corev3.Node) *XDSClient {
 	return &XDSClient{Node: node, target: target, creds: creds, changed: make(chan struct{}),
 		state:     ClientState{Versions: map[string]string{}, Responses: map[string]int{}},
-		resources: map[string]map[string]string{}}
+		resources: map[string]map[string]string{}, bodies: map[string]map[string]*anypb.Any{}}
+}
+
+// Resource is the resource of type t named name that the client holds
+// (nil if none).
+func (c *XDSClient) Resource(t, name string) *anypb.Any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bodies[t][name]
 }
 
 // State is a copy of what the client has seen.
@@ -203,12 +213,19 @@ func (c *XDSClient) handle(resp *discoveryv3.DeltaDiscoveryResponse, first bool)
 		c.resources[t] = held
 	}
 	r := Response{At: time.Now(), Type: t, Version: resp.GetSystemVersionInfo(), Removed: resp.GetRemovedResources()}
+	bodies := c.bodies[t]
+	if bodies == nil {
+		bodies = map[string]*anypb.Any{}
+		c.bodies[t] = bodies
+	}
 	for _, res := range resp.GetResources() {
 		held[res.GetName()] = res.GetVersion()
+		bodies[res.GetName()] = res.GetResource()
 		r.Names = append(r.Names, res.GetName())
 	}
 	for _, name := range resp.GetRemovedResources() {
 		delete(held, name)
+		delete(bodies, name)
 	}
 	if first {
 		c.state.Connects++

@@ -90,7 +90,7 @@ func BenchmarkServingMemory(b *testing.B) {
 	if err := meshgen.Write(dir, meshgen.Spec{Services: benchServices, Calls: 3}); err != nil {
 		b.Fatal(err)
 	}
-	r := startReplica(b, replicaConfig{Name: "bench", Kubeconfig: controllerKubeconfig(b, env), Namespace: "weft-system",
+	r := startReplica(b, replicaConfig{Name: "bench", Kubeconfig: kubetesting.ControllerKubeconfig(b, env), Namespace: "weft-system",
 		TrustDomain: "gen.example", MeshDir: dir, Revision: "r1"})
 	st := r.waitState(b, 5*time.Minute, "r1 served with every endpoint", func(st replicaState) bool {
 		return st.Ready && st.Reconciled == "r1" && st.Endpoints == benchServices*2*benchPerVer

@@ -30,8 +30,14 @@
 // IsLeader, and OnElected requeues every Mesh when a replica becomes the
 // leader, so the new leader writes the status at once.
 //
+// `weft controller` (cmd/weft) composes it with the Mesh reconciler
+// through controller.Options.Serve: the Serving's XDS is the replica's
+// one xDS server, and Publisher, Feed.Endpoints and CheckTrustDomain are
+// the reconciler's pipeline hooks. Options.BindFlags registers
+// --trust-domain, --ca-address and --ca-secret.
+//
 // # Imports
 //
 // schema/mesh, compiler, reconciler/ca, reconciler/xds, reconciler/kube/...
-// of weft; controller-runtime, client-go, grpc.
+// of weft; controller-runtime, client-go, grpc, pflag.
 package serving

@@ -65,7 +65,7 @@ func TestTwoReplicasFailover(t *testing.T) {
 	pods := shopCluster(t, env)
 	dir := t.TempDir()
 	kubetesting.WriteMesh(t, dir, kubetesting.ShopMesh("strict", 9080))
-	cfg := replicaConfig{Kubeconfig: controllerKubeconfig(t, env), Namespace: "weft-system", TrustDomain: "shop.example", MeshDir: dir, Revision: "r1"}
+	cfg := replicaConfig{Kubeconfig: kubetesting.ControllerKubeconfig(t, env), Namespace: "weft-system", TrustDomain: "shop.example", MeshDir: dir, Revision: "r1"}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 

@@ -20,11 +20,9 @@ import (
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
-	"github.com/weft-dev/weft/internal/kubetest"
 	"github.com/weft-dev/weft/internal/tooltest"
 	"github.com/weft-dev/weft/reconciler/api/status"
 	"github.com/weft-dev/weft/reconciler/kube/kubetesting"
@@ -275,31 +273,6 @@ func (r *replica) waitState(t testing.TB, d time.Duration, what string, cond fun
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// controllerKubeconfig writes a kubeconfig that authenticates as the
-// controller's service account (a TokenRequest token), after applying
-// environments/deploy's RBAC: the replicas run with the least privilege
-// of a real install.
-func controllerKubeconfig(t testing.TB, env *kubetest.Env) string {
-	t.Helper()
-	kubetesting.Namespace(t, env.Clientset, "weft-system")
-	rbac := tooltest.RepoRoot() + "/environments/deploy/rbac.yaml"
-	kubectl := kubetest.Assets(t) + "/kubectl"
-	if out, err := exec.Command(kubectl, "--kubeconfig", env.Kubeconfig, "apply", "-n", "weft-system", "-f", rbac).CombinedOutput(); err != nil {
-		t.Fatalf("kubectl apply %s: %v\n%s", rbac, err, out)
-	}
-	tok := kubetesting.LongToken(t, env.Clientset, "weft-system", "weft-controller", time.Hour)
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: env.Host, CertificateAuthorityData: env.Config.CAData}
-	kc.AuthInfos["weft-controller"] = &clientcmdapi.AuthInfo{Token: tok}
-	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "weft-controller"}
-	kc.CurrentContext = "test"
-	path := t.TempDir() + "/controller.kubeconfig"
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // tcpProxy stands for the controller's Service: it forwards each

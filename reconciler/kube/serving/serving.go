@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
@@ -35,7 +36,20 @@ const (
 	DefaultCAAddress      = ":15012"
 	DefaultServiceName    = "weft-controller"
 	DefaultServiceAccount = "weft-controller"
+	// DefaultTrustDomain is --trust-domain's default: the trust domain
+	// of the shipped example mesh (environments/mesh.cue).
+	DefaultTrustDomain = "shop.example"
 )
+
+// BindFlags registers the flags of the serving side on fs (Flux's style:
+// next to the options type): --trust-domain, --ca-address and
+// --ca-secret. The xDS address and the Service name are the controller's
+// own flags (--xds-address, --webhook-service): the caller copies them.
+func (o *Options) BindFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.TrustDomain, "trust-domain", DefaultTrustDomain, "the mesh's SPIFFE trust domain: the mesh CA signs for it, and a revision whose trustDomain differs is refused")
+	fs.StringVar(&o.CAAddress, "ca-address", DefaultCAAddress, "address of the mesh CA's gRPC service (TLS; CSRs authenticated by TokenReview)")
+	fs.StringVar(&o.CASecret, "ca-secret", caroot.DefaultSecretName, "Secret (in the controller's namespace) holding the mesh CA's root; the leader creates it when absent")
+}
 
 // Options configure the serving side. The controller's flags set them
 // (environments/deploy/controller.yaml).
