@@ -50,17 +50,26 @@ type resourceChecker struct {
 // checkResources runs the backstop over a class's resources: the generated
 // validation and the walk of every resource, then of every message the
 // compiler packed into an Any (each once; a finding in one is then located
-// by searching the resources for its Any).
+// by searching the resources for its Any). A message the classes share (an
+// outbound cluster, its load assignment, their Anys) is checked once per
+// compilation, by the first class that has it: its findings, located at
+// the same definition for every class, are reported once.
 func (c *compilation) checkResources(packed map[*anypb.Any]proto.Message, res map[resource.Type][]types.Resource) []finding {
 	rc := &resourceChecker{packed: packed, regexes: &c.regexes}
 	for _, t := range ResourceTypes {
 		for _, r := range res[t] {
+			if !c.firstCheck(r) {
+				continue // shared with a class checked before (an outbound cluster)
+			}
 			rc.typ, rc.name, rc.path = t, cache.GetResourceName(r), rc.path[:0]
 			rc.validate(r)
 			rc.walk(r.ProtoReflect())
 		}
 	}
 	for a, m := range packed {
+		if !c.firstCheck(a) {
+			continue
+		}
 		before := len(rc.out)
 		rc.typ, rc.name, rc.path = "", "", rc.path[:0]
 		rc.validate(m)
@@ -482,4 +491,11 @@ func (c *compilation) locate(p Provenance) (mesh.Pos, string) {
 		best = sp
 	}
 	return bestPos, best
+}
+
+// firstCheck reports whether m (a resource or a packed Any) is checked
+// for the first time in this compilation.
+func (c *compilation) firstCheck(m any) bool {
+	_, seen := c.checked.LoadOrStore(m, struct{}{})
+	return !seen
 }

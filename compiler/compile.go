@@ -351,6 +351,7 @@ type compilation struct {
 	revision string
 	gate     bool       // run the acceptance gate
 	regexes  regexCache // the gate's verdict per distinct regex
+	checked  sync.Map   // messages the gate has checked (shared ones once)
 	// callers are the default callers of each service (see
 	// defaultCallers), computed once for all classes.
 	callers map[string][]string

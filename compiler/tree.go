@@ -50,6 +50,12 @@ type TreeOptions struct {
 	// Services, when not empty, limits the classes written to those of
 	// these services (summary.txt still lists every class).
 	Services []string
+	// Link, when set, is called by WriteTree instead of write for a file
+	// whose bytes are those of a file already written (target: the same
+	// file of the first class of the same resources); when it fails, write
+	// is called. weft build makes hard links with it, so that a file's
+	// bytes need not stay in memory until the last class sharing them.
+	Link func(name, target string) error
 }
 
 // Tree is TreeFiles with the static bootstraps: TreeFiles(r,
@@ -124,9 +130,13 @@ func writeGroup(cs []*Class, o TreeOptions, shared, anys *sync.Map, write func(s
 	if err != nil {
 		return err
 	}
-	for _, c := range cs {
+	for i, c := range cs {
 		for _, f := range classFileNames {
-			if err := write(path.Join(c.Name, f), files[f]); err != nil {
+			name := path.Join(c.Name, f)
+			if i > 0 && o.Link != nil && o.Link(name, path.Join(cs[0].Name, f)) == nil {
+				continue
+			}
+			if err := write(name, files[f]); err != nil {
 				return err
 			}
 		}

@@ -30,7 +30,7 @@ var updateNetinit = flag.Bool("update-netinit", false, "rewrite testdata/netinit
 // when it ends.
 type netns struct{ name, path string }
 
-func newNetns(t *testing.T, role string) netns {
+func newNetns(t testing.TB, role string) netns {
 	t.Helper()
 	n := netns{name: fmt.Sprintf("weft-%s-%d-%d", role, os.Getpid(), time.Now().UnixNano()%1e6)}
 	n.path = "/run/netns/" + n.name
@@ -42,12 +42,12 @@ func newNetns(t *testing.T, role string) netns {
 
 // exec runs a command in the namespace (nsenter: unlike ip netns exec, it
 // leaves /sys alone).
-func (n netns) exec(t *testing.T, args ...string) string {
+func (n netns) exec(t testing.TB, args ...string) string {
 	t.Helper()
 	return sh(t, append([]string{"nsenter", "--net=" + n.path}, args...)...)
 }
 
-func sh(t *testing.T, args ...string) string {
+func sh(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
@@ -58,7 +58,7 @@ func sh(t *testing.T, args ...string) string {
 
 // in runs fn on a thread inside the namespace: sockets fn creates belong
 // to it.
-func (n netns) in(t *testing.T, fn func()) {
+func (n netns) in(t testing.TB, fn func()) {
 	t.Helper()
 	if err := n.do(func() error { fn(); return nil }); err != nil {
 		t.Fatal(err)
@@ -94,7 +94,7 @@ func (n netns) do(fn func() error) error {
 }
 
 // listen opens a TCP listener inside the namespace.
-func (n netns) listen(t *testing.T, addr string) net.Listener {
+func (n netns) listen(t testing.TB, addr string) net.Listener {
 	t.Helper()
 	var ln net.Listener
 	n.in(t, func() {
@@ -121,7 +121,7 @@ func (n netns) dialContext(ctx context.Context, network, addr string) (net.Conn,
 
 // podAndPeer are two namespaces joined by a veth pair: "pod" 10.77.0.2,
 // "peer" 10.77.0.1.
-func podAndPeer(t *testing.T) (pod, peer netns) {
+func podAndPeer(t testing.TB) (pod, peer netns) {
 	t.Helper()
 	pod, peer = newNetns(t, "pod"), newNetns(t, "peer")
 	sh(t, "ip", "-n", pod.name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", peer.name)
@@ -241,7 +241,7 @@ func saveNat(t *testing.T, n netns, backend string) string {
 	return strings.Join(keep, "\n") + "\n"
 }
 
-func needNetns(t *testing.T) {
+func needNetns(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: it creates network namespaces and iptables rules in them")

@@ -103,7 +103,7 @@ mesh: weft.#Mesh & {
 }
 
 // meshCert is a certificate of c for id, as another workload's proxy holds.
-func meshCert(t *testing.T, c *ca.CA, id cav1.Identity) tls.Certificate {
+func meshCert(t testing.TB, c *ca.CA, id cav1.Identity) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

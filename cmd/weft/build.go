@@ -111,10 +111,12 @@ non-empty directory is refused.`,
 			}
 			rep = nil // the compiled result is all build needs now
 			if err := writeTree(out, func(dir string) error {
-				if err := writeFiles(dir, res, tree); err != nil {
+				err := writeExtra(dir, extra)
+				extra = nil // written: not held while the classes are
+				if err != nil {
 					return err
 				}
-				return writeExtra(dir, extra)
+				return writeFiles(dir, res, tree)
 			}); err != nil {
 				return err
 			}
@@ -181,27 +183,31 @@ func writeTree(out string, fill func(dir string) error) error {
 func writeFiles(dir string, res *compiler.Result, o compiler.TreeOptions) error {
 	var mu sync.Mutex
 	made := map[string]bool{}
-	first := map[*byte]string{} // the bytes of a file -> where they were written first
-	return compiler.WriteTree(res, o, func(name string, b []byte) error {
-		p := filepath.Join(dir, filepath.FromSlash(name))
+	mkdir := func(p string) error {
 		d := filepath.Dir(p)
 		mu.Lock()
-		if !made[d] {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				mu.Unlock()
-				return err
-			}
-			made[d] = true
-		}
-		var src string
-		if len(b) > 0 {
-			if src = first[&b[0]]; src == "" {
-				first[&b[0]] = p
-			}
-		}
-		mu.Unlock()
-		if src != "" && os.Link(src, p) == nil {
+		defer mu.Unlock()
+		if made[d] {
 			return nil
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+		made[d] = true
+		return nil
+	}
+	local := func(name string) string { return filepath.Join(dir, filepath.FromSlash(name)) }
+	o.Link = func(name, target string) error {
+		p := local(name)
+		if err := mkdir(p); err != nil {
+			return err
+		}
+		return os.Link(local(target), p)
+	}
+	return compiler.WriteTree(res, o, func(name string, b []byte) error {
+		p := local(name)
+		if err := mkdir(p); err != nil {
+			return err
 		}
 		return os.WriteFile(p, b, 0o644)
 	})

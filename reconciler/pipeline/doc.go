@@ -15,7 +15,9 @@
 //     revision's context (deadline: Limits.Timeout). Modelled on Flux
 //     source-controller's reconcilers. The served model and compiled
 //     result are kept (LastApplied, Republish after a control-plane
-//     restart).
+//     restart). Each revision is compiled from the previous compiled
+//     one (compiler.Incremental): only the services whose inputs
+//     changed, and those that depend on them, are compiled again.
 //   - Typed failures: a *StallingError is the definition's fault (a CUE
 //     or cross-reference error, a refused or oversized file, a policy
 //     deny or a broken policy, a compile or acceptance error) — retrying

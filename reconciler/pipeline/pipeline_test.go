@@ -317,3 +317,53 @@ func TestRepublishEarlier(t *testing.T) {
 		t.Errorf("Republish(r0) = %v, want an error", err)
 	}
 }
+
+// TestReconcileCompilesOnlyWhatChanged: each revision is compiled from the
+// previous one (compiler.CompileFrom): a change to reviews' split compiles
+// reviews and its caller frontend again and reuses nothing else's
+// classes; a revision that changes nothing compiles nothing, and what is
+// served is exactly what a full compile gives.
+func TestReconcileCompilesOnlyWhatChanged(t *testing.T) {
+	srv := newServer()
+	p := &pipeline.Pipeline{Gate: &pipeline.Gate{}, Publisher: srv}
+	three := services + `
+		ratings: {
+			ports: http: port: 9090
+			timeout: "1s"
+			versions: v1: labels: version: "v1"
+		}
+`
+	ctx := context.Background()
+	stats := func(name, svcs string) compiler.CompileStats {
+		t.Helper()
+		dir := t.TempDir()
+		writeMesh(t, dir, svcs)
+		a, err := p.Reconcile(ctx, pipeline.Revision{Name: name, Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := schema.Load(dir, schema.Options{Revision: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		full, err := compiler.Compile(m, nil, compiler.Options{Revision: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range full.Classes {
+			if got := a.Result.Classes[i]; got.Name != c.Name || got.SnapshotVersion != c.SnapshotVersion {
+				t.Fatalf("%s: served %s %s, a full compile gives %s %s", name, got.Name, got.SnapshotVersion, c.Name, c.SnapshotVersion)
+			}
+		}
+		return a.Result.Stats
+	}
+	if s := stats("r1", three); s.Compiled != 3 || s.Reused != 0 {
+		t.Errorf("first revision: %+v, want 3 compiled", s)
+	}
+	if s := stats("r2", strings.Replace(three, "to: {v1: 100, v2: 0}", "to: {v1: 90, v2: 10}", 1)); s.Compiled != 2 || s.Reused != 1 {
+		t.Errorf("reviews' split changed: %+v, want reviews and frontend compiled, ratings reused", s)
+	}
+	if s := stats("r3", strings.Replace(three, "to: {v1: 100, v2: 0}", "to: {v1: 90, v2: 10}", 1)); s.Compiled != 0 || s.Reused != 3 {
+		t.Errorf("nothing changed: %+v, want all 3 reused", s)
+	}
+}
