@@ -130,6 +130,14 @@ func (c *Controller) refreshOnChange(ctx context.Context) error {
 // writing, and the new leader writes their finalizers and status at once
 // rather than at their next interval.
 func (c *Controller) requeueAll(ctx context.Context) error {
+	// controller-runtime starts the leader's runnables before it closes
+	// Elected: a Mesh requeued before then would be reconciled by a
+	// replica that does not know yet that it leads, and not written.
+	select {
+	case <-c.Manager.Elected():
+	case <-ctx.Done():
+		return nil
+	}
 	var list meshv1.MeshList
 	if err := c.Manager.GetClient().List(ctx, &list); err != nil {
 		// Not fatal: the status is then written at the next event.
