@@ -2,8 +2,11 @@ package monitoring
 
 import (
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"sigs.k8s.io/yaml"
 
@@ -165,23 +168,52 @@ func (f *RuleFile) YAML() ([]byte, error) { return yaml.Marshal(f) }
 
 // Files are the monitoring files of a mesh, keyed by slash-separated
 // path: "dashboards/<service>.json" for every service and
-// "rules/<service>.yaml" for every service with an slo block.
+// "rules/<service>.yaml" for every service with an slo block. Services
+// are done concurrently, one worker per core (a 1,000-service mesh's
+// dashboards take ~0.6 s of CPU); the result does not depend on it.
 func Files(m *mesh.Model) (map[string][]byte, error) {
-	out := map[string][]byte{}
-	for _, name := range m.ServiceNames() {
-		s := m.Services[name]
-		d, err := DashboardJSON(m, s)
-		if err != nil {
-			return nil, err
-		}
-		out["dashboards/"+name+".json"] = d
-		if rf := Rules(m, s); rf != nil {
-			y, err := rf.YAML()
-			if err != nil {
-				return nil, fmt.Errorf("rules of %s: %w", name, err)
+	names := m.ServiceNames()
+	type files struct {
+		dashboard, rules []byte
+		err              error
+	}
+	done := make([]files, len(names))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(names)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < len(names); i = int(next.Add(1)) - 1 {
+				done[i].dashboard, done[i].rules, done[i].err = serviceFiles(m, names[i])
 			}
-			out["rules/"+name+".yaml"] = y
+		}()
+	}
+	wg.Wait()
+	out := map[string][]byte{}
+	for i, name := range names {
+		if done[i].err != nil {
+			return nil, done[i].err
+		}
+		out["dashboards/"+name+".json"] = done[i].dashboard
+		if done[i].rules != nil {
+			out["rules/"+name+".yaml"] = done[i].rules
 		}
 	}
 	return out, nil
+}
+
+// serviceFiles are one service's dashboard and rule file (nil without an
+// slo block).
+func serviceFiles(m *mesh.Model, name string) (dashboard, rules []byte, err error) {
+	s := m.Services[name]
+	if dashboard, err = DashboardJSON(m, s); err != nil {
+		return nil, nil, err
+	}
+	if rf := Rules(m, s); rf != nil {
+		if rules, err = rf.YAML(); err != nil {
+			return nil, nil, fmt.Errorf("rules of %s: %w", name, err)
+		}
+	}
+	return dashboard, rules, nil
 }
