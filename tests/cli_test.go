@@ -18,7 +18,17 @@ var (
 	weftOnce sync.Once
 	weftBin  string
 	weftErr  error
+	weftDir  string // the build's temporary folder, removed by TestMain
 )
+
+// TestMain removes the folder of the weft binary the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if weftDir != "" {
+		os.RemoveAll(weftDir)
+	}
+	os.Exit(code)
+}
 
 // weft builds the CLI once per test binary: these tests run the command a
 // user runs.
@@ -30,6 +40,7 @@ func weft(t testing.TB) string {
 			weftErr = err
 			return
 		}
+		weftDir = dir
 		weftBin = filepath.Join(dir, "weft")
 		cmd := exec.Command("go", "build", "-o", weftBin, "./cmd/weft")
 		cmd.Dir = tooltest.RepoRoot()

@@ -41,7 +41,17 @@ var (
 	weftOnce sync.Once
 	weftBin  string
 	weftErr  error
+	weftDir  string // the build's temporary folder, removed by TestMain
 )
+
+// TestMain removes the folder of the weft binary the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if weftDir != "" {
+		os.RemoveAll(weftDir)
+	}
+	os.Exit(code)
+}
 
 // weftBinary builds cmd/weft once: these tests run `weft agent` as the
 // injected container does.
@@ -53,6 +63,7 @@ func weftBinary(t *testing.T) string {
 			weftErr = err
 			return
 		}
+		weftDir = dir
 		weftBin = filepath.Join(dir, "weft")
 		cmd := exec.Command("go", "build", "-o", weftBin, "./cmd/weft")
 		cmd.Dir = tooltest.RepoRoot()
