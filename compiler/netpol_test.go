@@ -1,6 +1,9 @@
 package compiler
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -405,4 +408,48 @@ func validateNetworkPolicy(np *networkingv1.NetworkPolicy) field.ErrorList {
 		errs = append(errs, field.NotSupported(spec.Child("policyTypes"), np.Spec.PolicyTypes, []string{"Ingress"}))
 	}
 	return errs
+}
+
+// TestNetworkPolicyYAMLDirect: every policy of the golden cases is written
+// by the direct writer (it never falls back) with exactly the bytes of
+// sigs.k8s.io/yaml.Marshal; and the writer's fallbacks give errSlow.
+func TestNetworkPolicyYAMLDirect(t *testing.T) {
+	models := []*mesh.Model{loadShop(t, "prod")}
+	for _, tc := range netpolCases() {
+		m, _ := tc.build()
+		models = append(models, m)
+	}
+	n := 0
+	for _, m := range models {
+		nps, err := NetworkPolicies(m, NetworkPolicyOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, np := range nps {
+			want, err := yaml.Marshal(np)
+			if err != nil {
+				t.Fatal(err)
+			}
+			j, err := json.Marshal(np)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := jsonAsYAML(j)
+			if err != nil {
+				t.Fatalf("%s/%s: the direct writer gave up: %v", np.Namespace, np.Name, err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s/%s differs from sigs.k8s.io/yaml:\n%s", np.Namespace, np.Name, lineDiff(string(want), string(got)))
+			}
+			n++
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d policies compared", n)
+	}
+	for _, j := range []string{`{"a":1.5}`, `{"a":[[1]]}`, `[1]`, `{}`, `{"a":"line\nbreak"}`} {
+		if _, err := jsonAsYAML([]byte(j)); !errors.Is(err, errSlow) {
+			t.Errorf("%s: err = %v, want errSlow", j, err)
+		}
+	}
 }

@@ -1,7 +1,9 @@
 package compiler
 
 import (
+	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -723,4 +725,142 @@ func (w *yamlWriter) jsonValue(r protoreflect.Message, indent int, inField bool,
 	w.buf = append(w.buf, s...)
 	w.buf = append(w.buf, '\n')
 	return nil
+}
+
+// jsonAsYAML writes a JSON document as sigs.k8s.io/yaml.JSONToYAML writes
+// it (go-yaml v2 block style, keys sorted as go-yaml sorts them), without
+// its parse and re-encode: objects, arrays, strings, integers, booleans
+// and null. Anything it cannot promise the same bytes for (a float, an
+// array directly inside an array, a string go-yaml would fold or escape)
+// gives errSlow, and the caller takes the reference path.
+func jsonAsYAML(j []byte) ([]byte, error) {
+	d := json.NewDecoder(bytes.NewReader(j))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok || len(m) == 0 {
+		return nil, errSlow
+	}
+	w := &yamlWriter{}
+	if err := w.jsonMap(m, 0); err != nil {
+		return nil, err
+	}
+	return w.buf, nil
+}
+
+// jsonMap writes a non-empty object as a block mapping whose keys are at
+// column indent; the first key goes where the cursor is.
+func (w *yamlWriter) jsonMap(m map[string]any, indent int) error {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int {
+		switch {
+		case a == b:
+			return 0
+		case yamlKeyLess(a, b):
+			return -1
+		}
+		return 1
+	})
+	for i, k := range keys {
+		if i > 0 {
+			w.indent(indent)
+		}
+		ks, err := scalar(k, indent)
+		if err != nil {
+			return err
+		}
+		if len(ks) > 128 {
+			return errSlow
+		}
+		w.buf = append(w.buf, ks...)
+		w.buf = append(w.buf, ':')
+		if err := w.jsonField(m[k], indent, len(ks)+2); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// jsonField writes a value after "key:" (the key at column indent).
+func (w *yamlWriter) jsonField(v any, indent, keyWidth int) error {
+	switch x := v.(type) {
+	case map[string]any:
+		if len(x) == 0 {
+			w.buf = append(w.buf, " {}\n"...)
+			return nil
+		}
+		w.buf = append(w.buf, '\n')
+		w.indent(indent + 2)
+		return w.jsonMap(x, indent+2)
+	case []any:
+		if len(x) == 0 {
+			w.buf = append(w.buf, " []\n"...)
+			return nil
+		}
+		w.buf = append(w.buf, '\n')
+		for _, e := range x {
+			w.indent(indent)
+			w.buf = append(w.buf, "- "...)
+			if err := w.jsonElement(e, indent+2); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	s, err := jsonScalar(v, indent+keyWidth)
+	if err != nil {
+		return err
+	}
+	w.buf = append(w.buf, ' ')
+	w.buf = append(w.buf, s...)
+	w.buf = append(w.buf, '\n')
+	return nil
+}
+
+// jsonElement writes a list element after "- ", its content at column
+// indent.
+func (w *yamlWriter) jsonElement(v any, indent int) error {
+	switch x := v.(type) {
+	case map[string]any:
+		if len(x) == 0 {
+			w.buf = append(w.buf, "{}\n"...)
+			return nil
+		}
+		return w.jsonMap(x, indent)
+	case []any:
+		return errSlow
+	}
+	s, err := jsonScalar(v, indent)
+	if err != nil {
+		return err
+	}
+	w.buf = append(w.buf, s...)
+	w.buf = append(w.buf, '\n')
+	return nil
+}
+
+// jsonScalar is a JSON scalar as go-yaml v2 writes what it decoded.
+func jsonScalar(v any, col int) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return scalar(x, col)
+	case bool:
+		if x {
+			return "true", nil
+		}
+		return "false", nil
+	case nil:
+		return "null", nil
+	case json.Number:
+		if _, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+			return string(x), nil
+		}
+	}
+	return "", errSlow
 }
