@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -187,7 +188,9 @@ func startReplica(t testing.TB, cfg replicaConfig) *replica {
 	}
 	r := &replica{name: cfg.Name, xds: cfg.XDS, ca: cfg.CA, web: cfg.Status, out: &tooltest.Output{}, done: make(chan struct{})}
 	r.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	r.cmd.Env = append(os.Environ(), replicaEnv+"="+string(raw))
+	// GOGC as environments/deploy/controller.yaml sets it for the
+	// controller (TestReplicaGOGCIsTheDeployment's checks that they agree).
+	r.cmd.Env = append(os.Environ(), "GOGC="+deployGOGC, replicaEnv+"="+string(raw))
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -325,4 +328,20 @@ func (p *tcpProxy) forward(c net.Conn) {
 	<-done
 	c.Close()
 	b.Close()
+}
+
+// deployGOGC is the GOGC of the controller's Deployment.
+const deployGOGC = "50"
+
+// TestReplicaGOGCIsTheDeployment: the replicas of these tests and
+// benchmarks run with the garbage collector setting of the controller's
+// Deployment, so that BenchmarkServingMemory measures what is deployed.
+func TestReplicaGOGCIsTheDeployment(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(tooltest.RepoRoot(), "environments", "deploy", "controller.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "- name: GOGC\n              value: \"" + deployGOGC + "\""; !strings.Contains(string(b), want) {
+		t.Errorf("environments/deploy/controller.yaml does not set GOGC=%s for the controller; change deployGOGC or the Deployment", deployGOGC)
+	}
 }
