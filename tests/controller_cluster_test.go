@@ -166,6 +166,7 @@ func TestControllerInCluster(t *testing.T) {
 	if m.Status.Proxies.Summary != "2/2" {
 		t.Errorf("proxies summary %q, want 2/2", m.Status.Proxies.Summary)
 	}
+	waitProxiesReport(t, env, "weft-controller-0", 2)
 
 	// An EndpointSlice change reaches the proxy, without a new revision.
 	edsBefore := frontend.State().Versions[resource.EndpointType]
@@ -332,4 +333,31 @@ func grepLines(s string, subs ...string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// waitProxiesReport waits until the controller of pod, under its Role,
+// reports n connected proxies in its ConfigMap (no such pod here: the
+// report has no owner).
+func waitProxiesReport(t *testing.T, env *kubetest.Env, pod string, n int) {
+	t.Helper()
+	key := client.ObjectKey{Namespace: "weft-system", Name: controller.ProxiesReportName(pod)}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		cm := &corev1.ConfigMap{}
+		err := env.Client.Get(context.Background(), key, cm)
+		var ps []struct {
+			NodeID    string `json:"nodeID"`
+			Connected bool   `json:"connected"`
+		}
+		if err == nil {
+			err = yaml.Unmarshal([]byte(cm.Data[controller.ProxiesKey]), &ps)
+		}
+		if err == nil && len(ps) == n && len(cm.OwnerReferences) == 0 && cm.Labels[controller.ProxiesLabel] == "true" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("proxies report %s: want %d proxies, no owner: get/parse: %v, report %+v", key, n, err, cm)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

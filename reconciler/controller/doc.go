@@ -96,11 +96,34 @@
 // Every replica runs the reconciler (NeedLeaderElection=false) so that
 // every replica's xDS server serves the same revision; only the leader
 // (Options.LeaderElection, the manager's election) writes: the finalizer,
-// status, events and NetworkPolicies. The proxies counted in a Mesh's
-// status are the leader's own. A replica that becomes the leader requeues
-// every Mesh at once (a leader-only runnable), so that the status a
-// follower did not write is written then, not at the Mesh's next
-// interval.
+// status, events and NetworkPolicies. A replica that becomes the leader
+// requeues every Mesh at once (a leader-only runnable), so that the
+// status a follower did not write is written then, not at the Mesh's
+// next interval.
+//
+// # Every replica's proxies (proxies.go)
+//
+// Each replica serves the proxies that connect to it; the leader counts
+// them all in the Mesh's status. A replica that knows its pod
+// (Options.PodName, $POD_NAME) reports its connected proxies (node,
+// class, versions, in sync, last NACK with its reason and message cut to
+// 1 KiB) in the ConfigMap ProxiesReportName(pod), "weft-proxies-<pod>",
+// of its namespace: labelled ProxiesLabel=true, with an ownerReference
+// to its pod (looked up once with the API reader; left out when the pod
+// cannot be read), server-side applied (field manager "weft") when its
+// xDS status changes, at most once per Options.StatusInterval, and every
+// 10 s otherwise, when it also requeues the served Mesh (refreshOnChange,
+// on every replica). The leader lists
+// the reports from the manager's cache (which holds only the labelled
+// ConfigMaps of the namespace; their changes requeue the served Mesh),
+// skips its own (its live server's proxies count instead), a report
+// written more than 3 × StatusInterval + 30 s ago, and one whose owner pod
+// is gone, then keeps one entry per node id — the latest connection or
+// disconnection, so a proxy that reconnected to another replica counts
+// once — and counts. Without a pod name a replica does not report (tests,
+// local runs); the leader still counts the others' reports. A report
+// too large for a ConfigMap (~900 KiB, some thousands of NACKing
+// proxies) drops its NACK messages, then is not written (logged).
 //
 // # Events and metrics
 //

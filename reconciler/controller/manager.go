@@ -12,11 +12,16 @@ import (
 	"github.com/fluxcd/pkg/runtime/events"
 	sourcev1 "github.com/fluxcd/source-controller/api/v1"
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -54,6 +59,10 @@ type Controller struct {
 	changes            chan event.GenericEvent
 	sourceKindsWatched []string
 	sourceKindsSkipped []string
+	// podRef is the ownerReference of this replica's proxies report
+	// (proxies.go), once podLooked; refreshOnChange's goroutine only.
+	podRef    *metav1.OwnerReference
+	podLooked bool
 }
 
 // New builds the control plane on cfg's cluster: it listens on the
@@ -147,6 +156,12 @@ func (c *Controller) newManager(cfg *rest.Config) (manager.Manager, error) {
 		LeaderElectionNamespace:       o.LeaderElection.Namespace,
 		LeaderElectionReleaseOnCancel: true,
 	}
+	// The cache holds the replicas' proxies reports only, of the
+	// controller's namespace (its Role grants no more).
+	mo.Cache.ByObject = map[client.Object]cache.ByObject{&corev1.ConfigMap{}: {
+		Namespaces: map[string]cache.Config{o.Namespace: {}},
+		Label:      labels.SelectorFromSet(labels.Set{ProxiesLabel: "true"}),
+	}}
 	if o.Manager != nil {
 		o.Manager(&mo)
 	}
@@ -216,6 +231,8 @@ func (c *Controller) setupReconciler(m *metrics, sv Serving) error {
 		Endpoints:       eps,
 		NetworkPolicies: compiler.NetworkPolicyOptions{ControlPlaneNamespace: o.Namespace},
 		Namespace:       o.Namespace,
+		PodName:         o.PodName,
+		StatusInterval:  o.StatusInterval,
 		Events:          rec,
 		Leader:          c.isLeader,
 		Log:             o.Logger,

@@ -44,6 +44,13 @@ type Options struct {
 	// Namespace is the controller's own namespace ($POD_NAMESPACE): the
 	// NetworkPolicies let its pods reach the proxies' agents.
 	Namespace string
+	// PodName is this replica's pod ($POD_NAME, --pod-name), in
+	// Namespace. When set, the replica reports the proxies connected to
+	// it in the ConfigMap ProxiesReportName(PodName) (proxies.go), and
+	// the leader counts the other replicas' reports in the Mesh's
+	// status. "" (tests, local runs): no report; the other replicas'
+	// reports are still counted by the leader.
+	PodName string
 	// EventsAddress is Flux's notification-controller events endpoint
 	// (--events-addr; "" records Kubernetes events only).
 	EventsAddress string
@@ -118,6 +125,7 @@ func (o *Options) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LeaderElection.ID, "leader-election-id", DefaultLeaderElectionID, "name of the leader-election Lease")
 	fs.StringVar(&o.LeaderElection.Namespace, "leader-election-namespace", "", "namespace of the Lease (default: --namespace)")
 	fs.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the controller's own namespace (default $POD_NAMESPACE, else weft-system)")
+	fs.StringVar(&o.PodName, "pod-name", os.Getenv("POD_NAME"), "this replica's pod (default $POD_NAME): it reports its proxies in the ConfigMap weft-proxies-<pod> so that the leader counts every replica's in the Mesh's status")
 	fs.StringVar(&o.EventsAddress, "events-addr", "", "Flux notification-controller's events endpoint, e.g. http://notification-controller.flux-system.svc.cluster.local./")
 	fs.DurationVar(&o.StatusInterval, "status-interval", time.Second, "least time between two status updates caused by proxies (ACKs, NACKs, connections)")
 	o.Limits.BindFlags(fs)

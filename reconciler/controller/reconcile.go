@@ -62,6 +62,11 @@ type MeshReconciler struct {
 	// Namespace is the controller's own: the kept artifacts' ConfigMaps
 	// live there.
 	Namespace string
+	// PodName is this replica's pod ("" when unknown): the leader counts
+	// every proxies report but its own (proxies.go); StatusInterval
+	// tells when a report is stale (staleAfter).
+	PodName        string
+	StatusInterval time.Duration
 	// Leader reports whether this replica writes (nil: always).
 	Leader  func() bool
 	Log     *slog.Logger

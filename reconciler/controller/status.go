@@ -29,7 +29,8 @@ import (
 const rolloutRequeue = 30 * time.Second
 
 // summarize sets obj's status from the last run and the xDS server's
-// status: revisions, proxies, failure and conditions.
+// status: revisions, proxies (the leader's with the other replicas'
+// reports), failure and conditions.
 func (r *MeshReconciler) summarize(ctx context.Context, obj *meshv1.Mesh, sm *servedMesh) outcome {
 	st := r.XDS.Status()
 	obj.Status.LastAttemptedRevision = sm.runRev
@@ -39,7 +40,7 @@ func (r *MeshReconciler) summarize(ctx context.Context, obj *meshv1.Mesh, sm *se
 		obj.Status.LastAppliedRevision = applied.Revision
 		obj.Status.SnapshotVersion = SnapshotVersion(applied.Revision, applied.Result)
 	}
-	obj.Status.Proxies = proxiesStatus(st, sm.positions)
+	obj.Status.Proxies = proxiesStatus(r.withReplicas(ctx, st), sm.positions)
 	obj.Status.Failure = sm.failure
 	switch {
 	case sm.runErr != nil && pipeline.IsRetryable(sm.runErr):

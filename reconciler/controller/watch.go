@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fluxcd/pkg/runtime/predicates"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -27,9 +28,10 @@ const sourceIndex = ".spec.sourceRef"
 // watch registers the reconciler's watches: Meshes (a new generation, a
 // reconcile request, a deletion), the Flux sources they refer to (a new
 // artifact: at once, through the source index), the deletion of the
-// served Mesh (the others are requeued) and the xDS server's status
-// changes (the served Mesh, debounced). The controller runs on every
-// replica (NeedLeaderElection false).
+// served Mesh (the others are requeued), the xDS server's status
+// changes (the served Mesh, debounced) and the other replicas' proxies
+// reports (the served Mesh: the leader counts their proxies). The
+// controller runs on every replica (NeedLeaderElection false).
 func (c *Controller) watch() error {
 	r := c.Reconciler
 	ctx := context.Background()
@@ -46,6 +48,8 @@ func (c *Controller) watch() error {
 			CreateFunc: func(event.CreateEvent) bool { return false },
 		})).
 		WatchesRawSource(source.Channel(c.changes, &handler.EnqueueRequestForObject{})).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.servedRequest),
+			builder.WithPredicates(otherReports(c.opts.Namespace, c.opts.PodName))).
 		WithOptions(controller.Options{NeedLeaderElection: ptrTo(false), SkipNameValidation: ptrTo(true)})
 	for kind, newObj := range flux.SourceKinds() {
 		if !c.installed(kind) {
@@ -97,30 +101,48 @@ func (r *MeshReconciler) otherMeshes(ctx context.Context, o client.Object) []rec
 
 // refreshOnChange requeues the served Mesh when the xDS server's status
 // changes (a proxy connects, ACKs, NACKs; a rollout ends), at most once
-// per Options.StatusInterval.
+// per Options.StatusInterval, and writes this replica's proxies report
+// (proxies.go) then. With a pod name it also reports and requeues every
+// proxiesHeartbeat: the report stays fresh, and the leader drops the
+// reports that went stale.
 func (c *Controller) refreshOnChange(ctx context.Context) error {
 	ch := c.XDS.Changed()
+	c.reportProxies(ctx)
 	for {
+		var heartbeat <-chan time.Time
+		hb := time.NewTimer(proxiesHeartbeat)
+		if c.opts.PodName != "" {
+			heartbeat = hb.C
+		}
 		select {
 		case <-ctx.Done():
+			hb.Stop()
 			return nil
 		case <-ch:
+			// The next change, from now on, wakes the next round, even
+			// one that happens while this round waits out the interval.
+			ch = c.XDS.Changed()
+		case <-heartbeat:
 		}
-		// The next change, from now on, wakes the next round, even one
-		// that happens while this round waits out the interval.
-		ch = c.XDS.Changed()
-		if key, ok := c.Reconciler.servedKey(); ok {
-			select {
-			case c.changes <- event.GenericEvent{Object: &meshv1.Mesh{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
-			default: // one is queued already
-			}
-		}
+		hb.Stop()
+		c.requeueServed()
+		c.reportProxies(ctx)
 		t := time.NewTimer(c.opts.StatusInterval)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
 		case <-t.C:
+		}
+	}
+}
+
+// requeueServed requeues the served Mesh, unless one is queued already.
+func (c *Controller) requeueServed() {
+	if key, ok := c.Reconciler.servedKey(); ok {
+		select {
+		case c.changes <- event.GenericEvent{Object: &meshv1.Mesh{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
+		default: // one is queued already
 		}
 	}
 }
