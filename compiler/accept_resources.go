@@ -51,14 +51,14 @@ type resourceChecker struct {
 // validation and the walk of every resource, then of every message the
 // compiler packed into an Any (each once; a finding in one is then located
 // by searching the resources for its Any). A message the classes share (an
-// outbound cluster, its load assignment, their Anys) is checked once per
-// compilation, by the first class that has it: its findings, located at
-// the same definition for every class, are reported once.
-func (c *compilation) checkResources(packed map[*anypb.Any]proto.Message, res map[resource.Type][]types.Resource) []finding {
+// outbound cluster, its load assignment, the Anys in shared) is checked
+// once per compilation, by the first class that has it: its findings,
+// located at the same definition for every class, are reported once.
+func (c *compilation) checkResources(packed map[*anypb.Any]proto.Message, shared map[*anypb.Any]bool, res map[resource.Type][]types.Resource) []finding {
 	rc := &resourceChecker{packed: packed, regexes: &c.regexes}
 	for _, t := range ResourceTypes {
 		for _, r := range res[t] {
-			if !c.firstCheck(r) {
+			if (t == resource.ClusterType || t == resource.EndpointType) && !c.firstCheck(r) {
 				continue // shared with a class checked before (an outbound cluster)
 			}
 			rc.typ, rc.name, rc.path = t, cache.GetResourceName(r), rc.path[:0]
@@ -67,7 +67,7 @@ func (c *compilation) checkResources(packed map[*anypb.Any]proto.Message, res ma
 		}
 	}
 	for a, m := range packed {
-		if !c.firstCheck(a) {
+		if shared[a] && !c.firstCheck(a) {
 			continue
 		}
 		before := len(rc.out)

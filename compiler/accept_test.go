@@ -160,20 +160,20 @@ func TestGateBackstop(t *testing.T) {
 
 	// frontend's outbound route to reviews' route 0, and a virtual host
 	// header edit.
-	fe, packed, err := c.assemble(c.svcs["frontend"], "v1", inputFingerprints{})
+	fe, packed, _, err := c.assemble(c.svcs["frontend"], "v1", inputFingerprints{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	vh := routeConfig(t, fe, OutboundHTTPRouteName).VirtualHosts[0]
 	vh.Routes[0].Match.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: "a{1001}"}}
 	vh.RequestHeadersToAdd = append(vh.RequestHeadersToAdd, &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: ":path", Value: "/x"}})
-	es := c.findingErrors(c.checkResources(packed, fe.Resources), fe.Provenance)
+	es := c.findingErrors(c.checkResources(packed, nil, fe.Resources), fe.Provenance)
 	wantErrors(t, es,
 		`mesh.cue:55:5: mesh.services.reviews.routes.api: Envoy would reject route configuration "outbound|http", virtual_hosts[0].routes[0].match.safe_regex.regex: regex "a{1001}" is not valid RE2`,
 		`mesh.cue:50:3: mesh.services.reviews: Envoy would reject route configuration "outbound|http", virtual_hosts[0].request_headers_to_add[`)
 
 	// reviews' inbound RBAC filter: a packed message.
-	rv, packed, err := c.assemble(c.svcs["reviews"], "v1", inputFingerprints{})
+	rv, packed, _, err := c.assemble(c.svcs["reviews"], "v1", inputFingerprints{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestGateBackstop(t *testing.T) {
 			planted = true
 		}
 	}
-	es = c.findingErrors(c.checkResources(packed, rv.Resources), rv.Provenance)
+	es = c.findingErrors(c.checkResources(packed, nil, rv.Resources), rv.Provenance)
 	wantErrors(t, es,
 		`mesh.cue:50:3: mesh.services.reviews: Envoy would reject listener "inbound", filter_chains[0].filters[0].typed_config.http_filters[1].typed_config.rules.policies[bad].principals: value must contain at least 1 item(s)`,
 		`mesh.cue:50:3: mesh.services.reviews: Envoy would reject listener "inbound", filter_chains[0].filters[0].typed_config.http_filters[1].typed_config.rules.policies[bad].permissions[0].header.string_match.safe_regex.regex: regex "x{97}" compiles to an RE2 program of 101 instructions`)

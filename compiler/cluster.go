@@ -48,8 +48,12 @@ func (b *classBuilder) outboundCluster(target *mesh.Service, port mesh.Port, ver
 	if b.packed == nil {
 		b.packed = map[*anypb.Any]proto.Message{}
 	}
+	if b.sharedAnys == nil {
+		b.sharedAnys = map[*anypb.Any]bool{}
+	}
 	for a, m := range sc.packed {
 		b.packed[a] = m
+		b.sharedAnys[a] = true
 	}
 	return name, nil
 }

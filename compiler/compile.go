@@ -381,16 +381,19 @@ type classBuilder struct {
 	identities map[string]bool
 	// positions are the source positions the class looked up.
 	positions map[string]mesh.Pos
+	// sharedAnys are the Anys of the outbound clusters the class shares
+	// with others (the gate checks them once per compilation).
+	sharedAnys map[*anypb.Any]bool
 }
 
 func (c *compilation) class(svc *mesh.Service, version string, fps inputFingerprints) (*Class, error) {
-	cl, packed, err := c.assemble(svc, version, fps)
+	cl, packed, shared, err := c.assemble(svc, version, fps)
 	if err != nil {
 		return nil, err
 	}
 	if c.gate {
 		stop := timeGate()
-		fs := c.checkResources(packed, cl.Resources)
+		fs := c.checkResources(packed, shared, cl.Resources)
 		stop()
 		if len(fs) > 0 {
 			return nil, c.findingErrors(fs, cl.Provenance)
@@ -407,7 +410,7 @@ func (c *compilation) class(svc *mesh.Service, version string, fps inputFingerpr
 
 // assemble builds a class's resources, provenance and inputs; packed maps
 // the Anys in them to the messages they hold.
-func (c *compilation) assemble(svc *mesh.Service, version string, fps inputFingerprints) (*Class, map[*anypb.Any]proto.Message, error) {
+func (c *compilation) assemble(svc *mesh.Service, version string, fps inputFingerprints) (*Class, map[*anypb.Any]proto.Message, map[*anypb.Any]bool, error) {
 	b := &classBuilder{
 		compilation: c,
 		svc:         svc,
@@ -423,10 +426,10 @@ func (c *compilation) assemble(svc *mesh.Service, version string, fps inputFinge
 		positions:   map[string]mesh.Pos{},
 	}
 	if err := b.build(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if b.err != nil {
-		return nil, nil, b.err
+		return nil, nil, nil, b.err
 	}
 	cl := &Class{
 		Name:      ClassName(svc.Name, version),
@@ -465,7 +468,7 @@ func (c *compilation) assemble(svc *mesh.Service, version string, fps inputFinge
 	in := &classInputs{touched: mesh.SortedKeys(b.touched), identities: mesh.SortedKeys(b.identities), positions: b.positions}
 	in.key = classKey(fps, svc.Name, c.callers[svc.Name], in.touched, in.identities)
 	cl.inputs = in
-	return cl, b.packed, nil
+	return cl, b.packed, b.sharedAnys, nil
 }
 
 func (b *classBuilder) build() error {
