@@ -56,7 +56,7 @@ func cliMesh(b *testing.B, n int, edit bool) string {
 // largest of the runs, from the kernel's rusage); cpu-s/op its user and
 // system CPU time (on a shared machine, the steadier figure).
 func BenchmarkCLI(b *testing.B) {
-	weftBin := buildWeft(b)
+	weftBin := weft(b)
 	cue := tooltest.CUE(b)
 	for _, n := range []int{1000, 2000} {
 		var base, head string
@@ -123,18 +123,4 @@ func BenchmarkCLI(b *testing.B) {
 			})
 		}
 	}
-}
-
-// buildWeft builds the CLI once for a benchmark.
-func buildWeft(b *testing.B) string {
-	b.Helper()
-	bin := filepath.Join(b.TempDir(), "weft")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/weft")
-	cmd.Dir = tooltest.RepoRoot()
-	start := time.Now()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
-	b.Logf("built weft in %s", time.Since(start).Round(time.Millisecond))
-	return bin
 }

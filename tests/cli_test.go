@@ -8,52 +8,21 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/weft-dev/weft/internal/tooltest"
 )
 
-var (
-	weftOnce sync.Once
-	weftBin  string
-	weftErr  error
-	weftDir  string // the build's temporary folder, removed by TestMain
-)
-
-// TestMain removes the folder of the weft binary the tests built.
+// TestMain removes the weft binary the tests built.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if weftDir != "" {
-		os.RemoveAll(weftDir)
-	}
+	tooltest.RemoveWeft()
 	os.Exit(code)
 }
 
-// weft builds the CLI once per test binary: these tests run the command a
-// user runs.
-func weft(t testing.TB) string {
-	t.Helper()
-	weftOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "weft-bin-")
-		if err != nil {
-			weftErr = err
-			return
-		}
-		weftDir = dir
-		weftBin = filepath.Join(dir, "weft")
-		cmd := exec.Command("go", "build", "-o", weftBin, "./cmd/weft")
-		cmd.Dir = tooltest.RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			weftErr = err
-			weftBin = string(out)
-		}
-	})
-	if weftErr != nil {
-		t.Fatalf("go build ./cmd/weft: %v\n%s", weftErr, weftBin)
-	}
-	return weftBin
-}
+// weft is the CLI, built once per test binary: these tests run the
+// command a user runs.
+func weft(t testing.TB) string { return tooltest.Weft(t) }
 
 type result struct {
 	stdout, stderr string

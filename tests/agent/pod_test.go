@@ -37,45 +37,16 @@ import (
 	"github.com/weft-dev/weft/sidecar/inject"
 )
 
-var (
-	weftOnce sync.Once
-	weftBin  string
-	weftErr  error
-	weftDir  string // the build's temporary folder, removed by TestMain
-)
-
-// TestMain removes the folder of the weft binary the tests built.
+// TestMain removes the weft binary the tests built.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if weftDir != "" {
-		os.RemoveAll(weftDir)
-	}
+	tooltest.RemoveWeft()
 	os.Exit(code)
 }
 
-// weftBinary builds cmd/weft once: these tests run `weft agent` as the
-// injected container does.
-func weftBinary(t *testing.T) string {
-	t.Helper()
-	weftOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "weft-bin-")
-		if err != nil {
-			weftErr = err
-			return
-		}
-		weftDir = dir
-		weftBin = filepath.Join(dir, "weft")
-		cmd := exec.Command("go", "build", "-o", weftBin, "./cmd/weft")
-		cmd.Dir = tooltest.RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			weftErr = fmt.Errorf("%v\n%s", err, out)
-		}
-	})
-	if weftErr != nil {
-		t.Fatalf("go build ./cmd/weft: %v", weftErr)
-	}
-	return weftBin
-}
+// weftBinary is cmd/weft, built once per test binary: these tests run
+// `weft agent` as the injected container does.
+func weftBinary(t *testing.T) string { return tooltest.Weft(t) }
 
 // saToken is a token shaped like a projected service-account token (a
 // JWT whose subject is the service account, bound to a pod); the local
