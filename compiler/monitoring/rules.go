@@ -5,9 +5,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 
+	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/yaml"
 
 	"github.com/weft-dev/weft/compiler"
@@ -178,18 +177,15 @@ func Files(m *mesh.Model) (map[string][]byte, error) {
 		err              error
 	}
 	done := make([]files, len(names))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(names)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1)) - 1; i < len(names); i = int(next.Add(1)) - 1 {
-				done[i].dashboard, done[i].rules, done[i].err = serviceFiles(m, names[i])
-			}
-		}()
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, name := range names {
+		g.Go(func() error {
+			done[i].dashboard, done[i].rules, done[i].err = serviceFiles(m, name)
+			return nil // kept per service: the first by name is returned
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	out := map[string][]byte{}
 	for i, name := range names {
 		if done[i].err != nil {
