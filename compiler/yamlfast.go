@@ -343,15 +343,7 @@ func (w *yamlWriter) mapValue(m protoreflect.Map, fd protoreflect.FieldDescripto
 		entries = append(entries, entry{k.String(), v})
 		return true
 	})
-	slices.SortFunc(entries, func(a, b entry) int {
-		switch {
-		case a.key == b.key:
-			return 0
-		case yamlKeyLess(a.key, b.key):
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(entries, func(a, b entry) int { return yamlKeyCompare(a.key, b.key) })
 	w.buf = append(w.buf, '\n')
 	vfd := fd.MapValue()
 	for _, e := range entries {
@@ -580,16 +572,7 @@ func fieldInfos(d protoreflect.MessageDescriptor) []fieldInfo {
 		fs[i] = fieldInfo{fd: fd, key: k}
 		order[i] = i
 	}
-	slices.SortFunc(order, func(a, b int) int {
-		x, y := fs[a].fd.JSONName(), fs[b].fd.JSONName()
-		switch {
-		case x == y:
-			return 0
-		case yamlKeyLess(x, y):
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(order, func(a, b int) int { return yamlKeyCompare(fs[a].fd.JSONName(), fs[b].fd.JSONName()) })
 	for rank, i := range order {
 		fs[i].rank = rank
 	}
@@ -626,6 +609,17 @@ func (w *yamlWriter) populated(r protoreflect.Message) ([]fieldInfo, error) {
 	}
 	slices.SortFunc(out, func(a, b fieldInfo) int { return a.rank - b.rank })
 	return out, nil
+}
+
+// yamlKeyCompare is yamlKeyLess as a comparison for slices.SortFunc.
+func yamlKeyCompare(a, b string) int {
+	switch {
+	case a == b:
+		return 0
+	case yamlKeyLess(a, b):
+		return -1
+	}
+	return 1
 }
 
 // yamlKeyLess orders mapping keys as go-yaml v2 does: rune by rune, a
@@ -758,15 +752,7 @@ func (w *yamlWriter) jsonMap(m map[string]any, indent int) error {
 	for k := range m {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(a, b string) int {
-		switch {
-		case a == b:
-			return 0
-		case yamlKeyLess(a, b):
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(keys, yamlKeyCompare)
 	for i, k := range keys {
 		if i > 0 {
 			w.indent(indent)
