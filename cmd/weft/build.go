@@ -111,12 +111,14 @@ non-empty directory is refused.`,
 			}
 			rep = nil // the compiled result is all build needs now
 			if err := writeTree(out, func(dir string) error {
-				err := writeExtra(dir, extra)
-				extra = nil // written: not held while the classes are
-				if err != nil {
-					return err
+				w := &treeWriter{dir: dir}
+				for name, b := range extra {
+					if err := w.write(name, b); err != nil {
+						return err
+					}
 				}
-				return writeFiles(dir, res, tree)
+				extra = nil // written: not held while the classes are
+				return writeFiles(w, res, tree)
 			}); err != nil {
 				return err
 			}
@@ -174,43 +176,59 @@ func writeTree(out string, fill func(dir string) error) error {
 	return nil
 }
 
-// writeFiles writes the tree of res below dir as the compiler makes its
-// files, from the compiler's workers: the whole tree is never in memory.
-// The classes that share their resources (the versions of a service) get
-// the same bytes: the first is written, the others are hard links to it
-// (written if linking fails), which halves the files the file system
-// creates for a mesh whose services have two versions.
-func writeFiles(dir string, res *compiler.Result, o compiler.TreeOptions) error {
-	var mu sync.Mutex
-	made := map[string]bool{}
-	mkdir := func(p string) error {
-		d := filepath.Dir(p)
-		mu.Lock()
-		defer mu.Unlock()
-		if made[d] {
-			return nil
-		}
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
-		made[d] = true
-		return nil
+// treeWriter writes files below dir, making each folder once; it is safe
+// for concurrent use (the compiler's workers write through it).
+type treeWriter struct {
+	dir  string
+	mu   sync.Mutex
+	made map[string]bool
+}
+
+// path is the local path of the slash-separated name, its folder made.
+func (w *treeWriter) path(name string) (string, error) {
+	p := filepath.Join(w.dir, filepath.FromSlash(name))
+	d := filepath.Dir(p)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.made[d] {
+		return p, nil
 	}
-	local := func(name string) string { return filepath.Join(dir, filepath.FromSlash(name)) }
-	o.Link = func(name, target string) error {
-		p := local(name)
-		if err := mkdir(p); err != nil {
-			return err
-		}
-		return os.Link(local(target), p)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return "", err
 	}
-	return compiler.WriteTree(res, o, func(name string, b []byte) error {
-		p := local(name)
-		if err := mkdir(p); err != nil {
-			return err
-		}
-		return os.WriteFile(p, b, 0o644)
-	})
+	if w.made == nil {
+		w.made = map[string]bool{}
+	}
+	w.made[d] = true
+	return p, nil
+}
+
+func (w *treeWriter) write(name string, b []byte) error {
+	p, err := w.path(name)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(p, b, 0o644)
+}
+
+// link makes name a hard link to target, written before.
+func (w *treeWriter) link(name, target string) error {
+	p, err := w.path(name)
+	if err != nil {
+		return err
+	}
+	return os.Link(filepath.Join(w.dir, filepath.FromSlash(target)), p)
+}
+
+// writeFiles writes the tree of res as the compiler makes its files, from
+// the compiler's workers: the whole tree is never in memory. The classes
+// that share their resources (the versions of a service) get the same
+// bytes: the first is written, the others are hard links to it (written
+// if linking fails), which halves the files the file system creates for a
+// mesh whose services have two versions.
+func writeFiles(w *treeWriter, res *compiler.Result, o compiler.TreeOptions) error {
+	o.Link = w.link
+	return compiler.WriteTree(res, o, w.write)
 }
 
 // batchGC makes weft build's garbage collector collect when the heap has
@@ -226,19 +244,4 @@ func batchGC() {
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetGCPercent(50)
 	}
-}
-
-// writeExtra writes files that are not the compiler's tree (the network
-// policies, the monitoring files) below dir.
-func writeExtra(dir string, files map[string][]byte) error {
-	for name, b := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
 }
